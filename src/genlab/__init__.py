@@ -1,0 +1,7 @@
+"""genlab: train, sample and evaluate every family of deep generative model through one interface."""
+
+from genlab.errors import UserError
+from genlab.model import GenerativeModel, ModelConfig, Phase, create
+
+__all__ = ["GenerativeModel", "ModelConfig", "Phase", "UserError", "create"]
+__version__ = "0.1.0"
