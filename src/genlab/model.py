@@ -78,11 +78,16 @@ class GenerativeModel(nn.Module):
     def sample(self, n: int, *, generator: torch.Generator | None = None, **kw: Any) -> Tensor:
         raise UserError(f"model {self.name!r} cannot sample")
 
-    def log_prob(self, x: Tensor) -> Tensor:
+    def log_prob(self, x: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
+        """log p(x) per example in nats (of the discrete data when ``config.bins`` > 0)."""
         raise UserError(f"model {self.name!r} has no likelihood")
 
     def encode(self, x: Tensor) -> Tensor:
         raise UserError(f"model {self.name!r} has no encoder")
+
+    def can(self, capability: str) -> bool:
+        """Whether this family implements ``sample``, ``log_prob`` or ``encode``."""
+        return getattr(type(self), capability) is not getattr(GenerativeModel, capability)
 
     @property
     def device(self) -> torch.device:

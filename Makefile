@@ -1,0 +1,30 @@
+# `make demo` and `make test` each create .venv when missing, install the pinned CPU torch first
+# (so pip never resolves a multi-GB CUDA build), then genlab with its dev extras, then run.
+# GPU users pick their torch build with one variable, e.g.
+#   make demo TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu126"
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.genlab-installed
+
+.PHONY: demo test install clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	rm -rf runs/demo
+	$(VENV)/bin/genlab train vae --data mnist5k --steps 2000 --batch-size 128 --lr 2e-3 --out runs/demo
+	@echo "demo: see runs/demo/samples.png, runs/demo/metrics.json and runs/demo/report.html"
+
+test: $(STAMP)
+	$(PY) -m pytest -n 2 --durations=15
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .hypothesis

@@ -1,0 +1,137 @@
+"""``genlab train | sample | list`` — the command line.
+
+Every mistake a user can make ends as one line ``error: <what to fix>`` and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import NoReturn, Sequence
+
+from genlab.errors import UserError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UserError(f"{message} (see '{self.prog} --help')")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="genlab", description="Train, sample and evaluate deep generative models.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    t = sub.add_parser("train", help="train a model", description="Train MODEL on a data set; key=value pairs set model or training options.")
+    t.add_argument("model", help="model name (see 'genlab list')")
+    t.add_argument("overrides", nargs="*", metavar="key=value", help="model or training option")
+    t.add_argument("--data", default="mnist5k", help="built-in data set name or a path (folder, .npz, IDX, CIFAR-10)")
+    budget = t.add_mutually_exclusive_group()
+    budget.add_argument("--steps", type=_positive_int, help="training steps")
+    budget.add_argument("--time-budget", help="stop after this long: 300, 90s, 5m, 1h")
+    t.add_argument("--batch-size", type=_positive_int)
+    t.add_argument("--lr", type=float)
+    t.add_argument("--seed", type=int)
+    t.add_argument("--image-size", type=_positive_int, help="resize images to N x N")
+    t.add_argument("--out", help="run folder (default runs/MODEL)")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
+    t.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    s = sub.add_parser("sample", help="draw samples from a trained model")
+    s.add_argument("path", help="run folder (runs/NAME) or saved model folder")
+    s.add_argument("-n", type=_positive_int, default=64, help="number of samples")
+    s.add_argument("--out", default="samples.png", help="output .png (picture) or .npz (raw samples)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--device", default="auto")
+
+    sub.add_parser("list", help="list models and data sets")
+    return p
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from genlab.config import parse_key_values
+    from genlab.train.config import parse_duration
+    from genlab.train.run import describe, start_run
+
+    overrides: dict[str, object] = parse_key_values(args.overrides)
+    flags = {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed}
+    overrides.update({k: v for k, v in flags.items() if v is not None})
+    if args.time_budget is not None:
+        overrides["time_budget"] = parse_duration(args.time_budget)
+        overrides.setdefault("steps", 10**9)
+    if args.bf16:
+        overrides["bf16"] = True
+    out = Path(args.out or f"runs/{args.model}")
+    trainer = start_run(args.model, args.data, out, overrides, image_size=args.image_size, resume=args.resume)
+    if args.no_progress:
+        trainer.show_progress = False
+    print(describe(trainer), file=sys.stderr)
+    metrics = trainer.fit(resume=args.resume)
+    summary = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
+    print(f"done: {out}/ ({summary})")
+
+
+def cmd_sample(args: argparse.Namespace) -> None:
+    import numpy as np
+    import torch
+
+    from genlab.report.grid import save_samples
+    from genlab.train.run import load_run_model
+    from genlab.train.trainer import resolve_device
+
+    out = Path(args.out)
+    if out.suffix not in (".png", ".npz"):
+        raise UserError(f"--out {args.out!r}: use a .png (picture) or .npz (raw samples) file name")
+    model = load_run_model(args.path, device=resolve_device(args.device)).eval()
+    x = model.sample(args.n, generator=torch.Generator().manual_seed(args.seed)).cpu()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".npz":
+        np.savez(out, x=x.numpy())
+    else:
+        save_samples(x, out, title=f"{model.name}, seed {args.seed}")
+    print(f"wrote {args.n} samples to {out}")
+
+
+def cmd_list(args: argparse.Namespace) -> None:
+    from genlab.data import DATASETS
+    from genlab.registry import MODELS
+
+    print("models:")
+    for name in MODELS.names():
+        print(f"  {name:<14} {MODELS.help(name)}")
+    print("data sets (or a path: image folder, .npz, MNIST IDX, CIFAR-10 batches):")
+    for name in DATASETS.names():
+        print(f"  {name:<14} {DATASETS.help(name)}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        parser = build_parser()
+        args, extra = parser.parse_known_args(argv)
+        stray = [a for a in extra if a.startswith("-") or "=" not in a or args.command != "train"]
+        if stray:
+            parser.error(f"unrecognized arguments: {' '.join(stray)}")
+        if extra:
+            args.overrides = [*args.overrides, *extra]
+        import genlab  # noqa: F401  (registers every model family)
+
+        {"train": cmd_train, "sample": cmd_sample, "list": cmd_list}[args.command](args)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,34 @@
+"""Seeded noise that is the same on every device.
+
+Noise is drawn on the CPU from a ``torch.Generator`` and then moved, so a seed gives the same
+samples on CPU and CUDA and ``sample(n, generator=...)`` does not depend on the device.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def randn(
+    shape: tuple[int, ...],
+    generator: torch.Generator | None,
+    device: torch.device | str,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
+    """Standard normal noise of ``shape``; from ``generator`` (a CPU generator) when given."""
+    if generator is None:
+        return torch.randn(shape, device=device, dtype=dtype)
+    return torch.randn(shape, generator=generator, dtype=dtype).to(device)
+
+
+def rand(
+    shape: tuple[int, ...],
+    generator: torch.Generator | None,
+    device: torch.device | str,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
+    """Uniform [0, 1) noise of ``shape``; from ``generator`` (a CPU generator) when given."""
+    if generator is None:
+        return torch.rand(shape, device=device, dtype=dtype)
+    return torch.rand(shape, generator=generator, dtype=dtype).to(device)
