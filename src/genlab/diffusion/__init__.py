@@ -1,1 +1,12 @@
-"""genlab.diffusion."""
+"""Diffusion in sigma-space: DDPM, DDIM, VP / VE score matching, EDM and flow matching as one family."""
+
+from genlab.diffusion.denoiser import Denoiser, guided
+from genlab.diffusion.likelihood import ode_log_likelihood
+from genlab.diffusion.model import DiffusionConfig, DiffusionModel
+from genlab.diffusion.samplers import SAMPLERS, NFECounter, PerSampleNoise, get_sampler, make_sigmas
+from genlab.diffusion.schedules import make_schedule
+
+__all__ = [
+    "SAMPLERS", "Denoiser", "DiffusionConfig", "DiffusionModel", "NFECounter", "PerSampleNoise",
+    "get_sampler", "guided", "make_schedule", "make_sigmas", "ode_log_likelihood",
+]
