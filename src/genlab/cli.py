@@ -54,6 +54,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="samples.png", help="output .png (picture) or .npz (raw samples)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--device", default="auto")
+    s.add_argument("--batch-size", type=_positive_int, help="samples per forward batch (does not change results)")
+    d = s.add_argument_group("diffusion sampling (defaults come from the model)")
+    d.add_argument("--sampler", help="euler | heun | edm | ddim | ddpm | dpmpp_2m")
+    d.add_argument("--steps", type=_positive_int, help="sampling steps")
+    d.add_argument("--grid", help="sigma grid: karras | ddpm | uniform_t")
+    d.add_argument("--spacing", help="ddpm grid timestep spacing: leading | trailing | linspace")
+    d.add_argument("--eta", type=float, help="ddim stochasticity in [0, 1]")
+    d.add_argument("--churn", type=float, dest="S_churn", help="edm sampler S_churn")
+    d.add_argument("--guidance", type=float, help="classifier-free guidance scale (class-conditional models)")
+    d.add_argument("--label", type=int, help="class label for every sample (class-conditional models)")
 
     sub.add_parser("list", help="list models and data sets")
     return p
@@ -94,13 +104,18 @@ def cmd_sample(args: argparse.Namespace) -> None:
     if out.suffix not in (".png", ".npz"):
         raise UserError(f"--out {args.out!r}: use a .png (picture) or .npz (raw samples) file name")
     model = load_run_model(args.path, device=resolve_device(args.device)).eval()
-    x = model.sample(args.n, generator=torch.Generator().manual_seed(args.seed)).cpu()
+    names = ("batch_size", "sampler", "steps", "grid", "spacing", "eta", "S_churn", "guidance")
+    options = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
+    if args.label is not None:
+        options["class_labels"] = torch.full((args.n,), args.label)
+    x = model.sample(args.n, generator=torch.Generator().manual_seed(args.seed), **options).cpu()
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".npz":
         np.savez(out, x=x.numpy())
     else:
         save_samples(x, out, title=f"{model.name}, seed {args.seed}")
-    print(f"wrote {args.n} samples to {out}")
+    nfe = f" ({model.last_nfe} network evaluations)" if getattr(model, "last_nfe", 0) else ""
+    print(f"wrote {args.n} samples to {out}{nfe}")
 
 
 def cmd_list(args: argparse.Namespace) -> None:

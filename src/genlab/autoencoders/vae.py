@@ -1,12 +1,10 @@
 """Variational autoencoder (Kingma & Welling 2014): ELBO training, sampling, likelihood bound.
 
-Convolutional encoder/decoder for images, MLP for vectors (2-D toys). The decoder is Gaussian,
-p(x|z) = N(mu(z), sigma^2), with sigma shared per channel (images) or per feature (vectors). As in
-the sigma-VAE (Rybkin et al. 2021) sigma is not learned by gradient steps but set to its optimum,
-the root-mean-square reconstruction error: in training from the batch, and for evaluation from a
-running average kept as a buffer. ``log_prob`` is the ELBO
-    log p(x) >= E_q[log p(x|z)] - KL(q(z|x) || N(0, I)),
-on dequantized data for quantized images (reported in bits/dim of the discrete data).
+Convolutional encoder/decoder for images, MLP for vectors (2-D toys). The decoder predicts a mean
+and a log-scale per element: quantized images get a discretized logistic likelihood (PixelCNN++),
+an exact probability of the 8-bit data, and continuous vectors a Gaussian. ``log_prob`` is the ELBO
+    log p(x) >= E_q[log p(x|z)] - KL(q(z|x) || N(0, I))
+in nats (bits/dim of the discrete data for images).
 """
 
 from __future__ import annotations
@@ -18,8 +16,8 @@ import torch
 from torch import Tensor, nn
 
 from genlab.errors import UserError
-from genlab.metrics.likelihood import dequantize, discrete_log_prob
 from genlab.model import GenerativeModel, ModelConfig, register_model
+from genlab.nn.distributions import discretized_logistic_log_prob, gaussian_log_prob
 from genlab.nn.random import randn
 
 
@@ -31,15 +29,12 @@ class VAEConfig(ModelConfig):
     depth: int = 3  # MLP hidden layers (vectors)
     beta: float = 1.0  # KL weight in training; the reported ELBO always uses beta = 1
     min_log_scale: float = -7.0  # floor of the decoder's log standard deviation
-    scale_momentum: float = 0.99  # running average of the optimal log-scale used for evaluation
 
     def validate(self) -> None:
         super().validate()
         for name in ("latent_dim", "channels", "hidden", "depth"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name}={getattr(self, name)}: must be >= 1")
-        if not 0 <= self.scale_momentum < 1:
-            raise UserError(f"scale_momentum={self.scale_momentum}: must be in [0, 1)")
         if self.beta <= 0:
             raise UserError(f"beta={self.beta}: must be > 0")
         if len(self.data_shape) not in (1, 3):
@@ -96,7 +91,7 @@ class ConvDecoder(nn.Module):
 
 @register_model("vae", help="variational autoencoder (conv for images, MLP for vectors); ELBO")
 class VAE(GenerativeModel):
-    """Gaussian-latent VAE with a Gaussian decoder of learned scale."""
+    """Gaussian-latent VAE whose decoder predicts a mean and a log-scale per element."""
 
     config_class = VAEConfig
 
@@ -105,12 +100,10 @@ class VAE(GenerativeModel):
         shape, k, hid = config.data_shape, config.latent_dim, config.hidden
         if len(shape) == 3:
             self.encoder = ConvEncoder(*shape, config.channels, 2 * k)
-            self.decoder = ConvDecoder(*shape, config.channels, k)
-            self.register_buffer("log_scale", torch.zeros(shape[0], 1, 1))
+            self.decoder = ConvDecoder(2 * shape[0], *shape[1:], config.channels, k)
         else:
             self.encoder = _mlp([shape[0]] + [hid] * config.depth + [2 * k])
-            self.decoder = _mlp([k] + [hid] * config.depth + [shape[0]])
-            self.register_buffer("log_scale", torch.zeros(shape[0]))
+            self.decoder = _mlp([k] + [hid] * config.depth + [2 * shape[0]])
         self.dims = math.prod(shape)
 
     def posterior(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -118,50 +111,44 @@ class VAE(GenerativeModel):
         mu, logvar = self.encoder(x).float().chunk(2, dim=1)
         return mu, logvar.clamp(-30.0, 20.0)
 
-    def decode(self, z: Tensor) -> Tensor:
-        return self.decoder(z).float()
+    def decode(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """Mean and log-scale of p(x|z), each shaped like x."""
+        mean, log_scale = self.decoder(z).float().chunk(2, dim=1)
+        return mean, log_scale.clamp(min=self.config.min_log_scale)
 
-    def _optimal_log_scale(self, x: Tensor, mean: Tensor) -> Tensor:
-        """log sigma* = log RMS error, per channel / feature, from this batch (sigma-VAE)."""
-        dims = [0] + list(range(2, x.dim()))
-        mse = ((x - mean).detach() ** 2).mean(dim=dims).view_as(self.log_scale)
-        return 0.5 * mse.clamp_min(1e-12).log()
+    def log_px(self, x: Tensor, mean: Tensor, log_scale: Tensor) -> Tensor:
+        """log p(x|z) per example: discretized logistic for quantized data, else Gaussian."""
+        if self.config.bins:
+            lp = discretized_logistic_log_prob(x, mean, log_scale, self.config.bins)
+        else:
+            lp = gaussian_log_prob(x, mean, log_scale)
+        return lp.flatten(1).sum(dim=1)
 
     def elbo_terms(self, x: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """Per-example reconstruction log-likelihood log p(x|z) and KL(q(z|x) || p(z)), in nats."""
         mu, logvar = self.posterior(x)
         z = mu + (0.5 * logvar).exp() * randn(tuple(mu.shape), generator, mu.device)  # reparameterization
-        mean = self.decode(z)
-        if self.training:
-            log_s = self._optimal_log_scale(x, mean).clamp(min=self.config.min_log_scale)
-            self.log_scale.lerp_(log_s, 1.0 - self.config.scale_momentum)
-        else:
-            log_s = self.log_scale.clamp(min=self.config.min_log_scale)
-        log_px = -0.5 * ((x - mean) / log_s.exp()) ** 2 - log_s - 0.5 * math.log(2 * math.pi)
         kl = 0.5 * (mu**2 + logvar.exp() - 1.0 - logvar).sum(dim=1)  # KL(N(mu, s^2) || N(0, I))
-        return log_px.flatten(1).sum(dim=1), kl
+        return self.log_px(x, *self.decode(z)), kl
 
     def loss(self, batch: dict[str, Tensor], phase: str) -> dict[str, Tensor]:
-        x = dequantize(batch["x"], self.config.bins)
-        rec, kl = self.elbo_terms(x)
-        elbo = discrete_log_prob(rec - kl, self.dims, self.config.bins)
+        rec, kl = self.elbo_terms(batch["x"])
         loss = -(rec - self.config.beta * kl).mean() / self.dims
-        return {"loss": loss, "rec": -rec.mean() / self.dims, "kl": kl.mean(), "nll_bound": -elbo.mean() / self.dims}
+        return {"loss": loss, "rec": -rec.mean() / self.dims, "kl": kl.mean(), "nll_bound": -(rec - kl).mean() / self.dims}
 
     @torch.no_grad()
     def log_prob(self, x: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
         """ELBO lower bound on log p(x) per example, in nats (of the discrete data if quantized)."""
-        x = dequantize(x, self.config.bins, generator)
         rec, kl = self.elbo_terms(x, generator)
-        return discrete_log_prob(rec - kl, self.dims, self.config.bins)
+        return rec - kl
 
     @torch.no_grad()
-    def sample(self, n: int, *, generator: torch.Generator | None = None, **kw) -> Tensor:
-        """Decoder means for z ~ N(0, I); noise from ``generator`` is device-independent."""
+    def sample(self, n: int, *, generator: torch.Generator | None = None, batch_size: int | None = None, **kw) -> Tensor:
+        """Decoder means for z ~ N(0, I), decoded ``batch_size`` at a time; noise from ``generator``."""
         if kw:
-            raise UserError(f"vae sampling takes no options, got: {', '.join(kw)}")
+            raise UserError(f"vae sampling takes no option {', '.join(kw)} (only batch_size)")
         z = randn((n, self.config.latent_dim), generator, self.device)
-        return self.decode(z)
+        return torch.cat([self.decode(part)[0] for part in z.split(batch_size or n)])
 
     @torch.no_grad()
     def encode(self, x: Tensor) -> Tensor:
