@@ -8,7 +8,7 @@ TORCH ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.genlab-installed
 
-.PHONY: demo test install clean
+.PHONY: demo demo-vae test install clean
 
 install: $(STAMP)
 
@@ -20,8 +20,12 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	rm -rf runs/demo
-	$(VENV)/bin/genlab train vae --data mnist5k --steps 2000 --batch-size 128 --lr 2e-3 --out runs/demo
+	$(VENV)/bin/genlab train edm --data mnist5k --recipe recipes/edm-mnist.yaml --out runs/demo
 	@echo "demo: see runs/demo/samples.png, runs/demo/metrics.json and runs/demo/report.html"
+
+demo-vae: $(STAMP)
+	rm -rf runs/demo-vae
+	$(VENV)/bin/genlab train vae --data mnist5k --recipe recipes/vae-mnist.yaml --out runs/demo-vae
 
 test: $(STAMP)
 	$(PY) -m pytest -n 2 --durations=15

@@ -109,3 +109,24 @@ def test_refuses_to_overwrite_a_run(tmp_path, capsys):
 def test_console_script_lists_models_and_data():
     out = subprocess.run([sys.executable, "-m", "genlab.cli", "list"], capture_output=True, text=True, check=True).stdout
     assert "vae" in out and "mnist5k" in out and "grid25" in out
+
+
+def test_recipe_and_diffusion_sampling_options(tmp_path, capsys):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("steps: 15\nhidden: 32\ndepth: 1\nlr: 1.0e-3\neval_batches: 1\nbatch_size: 64\n")
+    run_dir = tmp_path / "e"
+    code, _, err = run(["train", "edm", "--data", "moons", "--recipe", str(recipe), "--out", str(run_dir), "--no-progress",
+                        "steps=12"], capsys)
+    assert code == 0, err
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert saved["train"]["steps"] == 12 and saved["model_config"]["hidden"] == 32  # command line beats recipe
+    code, out, err = run(["sample", str(run_dir), "-n", "8", "--sampler", "dpmpp_2m", "--steps", "5",
+                          "--out", str(tmp_path / "d.npz")], capsys)
+    assert code == 0, err
+    assert "(5 network evaluations)" in out and np.load(tmp_path / "d.npz")["x"].shape == (8, 2)
+    code, _, err = run(["sample", str(run_dir), "-n", "2", "--sampler", "nope"], capsys)
+    assert code == 2 and "unknown sampler 'nope'" in err
+    code, _, err = run(["sample", str(run_dir), "-n", "2", "--label", "7"], capsys)
+    assert code == 2 and "class labels must be in 0..1" in err
+    code, _, err = run(["sample", str(run_dir), "-n", "2", "--steps", "0"], capsys)
+    assert code == 2 and "--steps" in err

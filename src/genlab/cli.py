@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a model", description="Train MODEL on a data set; key=value pairs set model or training options.")
     t.add_argument("model", help="model name (see 'genlab list')")
     t.add_argument("overrides", nargs="*", metavar="key=value", help="model or training option")
+    t.add_argument("--recipe", help="YAML file of key: value options (command-line options win)")
     t.add_argument("--data", default="mnist5k", help="built-in data set name or a path (folder, .npz, IDX, CIFAR-10)")
     budget = t.add_mutually_exclusive_group()
     budget.add_argument("--steps", type=_positive_int, help="training steps")
@@ -70,11 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from genlab.config import parse_key_values
+    from genlab.config import load_yaml, parse_key_values
     from genlab.train.config import parse_duration
     from genlab.train.run import describe, start_run
 
-    overrides: dict[str, object] = parse_key_values(args.overrides)
+    overrides: dict[str, object] = load_yaml(args.recipe) if args.recipe else {}
+    overrides.update(parse_key_values(args.overrides))
     flags = {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed}
     overrides.update({k: v for k, v in flags.items() if v is not None})
     if args.time_budget is not None:

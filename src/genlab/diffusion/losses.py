@@ -116,16 +116,19 @@ def get_weighting(name: str) -> Weighting:
 
 def diffusion_loss(
     denoiser: Denoiser, x0: Tensor, sigma_sampler: SigmaSampler, weighting: str | Weighting,
-    class_labels: Tensor | None = None, generator: torch.Generator | None = None,
+    class_labels: Tensor | None = None, generator: torch.Generator | None = None, noise: Tensor | None = None,
 ) -> Tensor:
     """Per-example lambda(sigma) ||D(x0 + sigma n; sigma) - x0||^2, mean over dims (EDM eq. 2, 8).
 
-    sigma is drawn first, then n, both from the CPU ``generator`` when given.
+    sigma is drawn first, then n, both from the CPU ``generator`` when given. ``noise`` fixes n
+    instead (reflow: the noise paired with x0 by an ODE, Liu et al. 2022).
     """
     weight = get_weighting(weighting) if isinstance(weighting, str) else weighting
     dtype = torch.promote_types(x0.dtype, torch.float32)
     x0 = x0.to(dtype)
     sigma = sigma_sampler(x0.shape[0], device=x0.device, dtype=dtype, generator=generator)
-    n = randn(tuple(x0.shape), generator, x0.device, dtype)
+    if noise is not None and noise.shape != x0.shape:
+        raise UserError(f"noise of shape {tuple(noise.shape)} for x0 of shape {tuple(x0.shape)}: they must match")
+    n = randn(tuple(x0.shape), generator, x0.device, dtype) if noise is None else noise.to(dtype)
     D = denoiser(x0 + append_dims(sigma, x0) * n, sigma, class_labels=class_labels)
     return weight(sigma, denoiser.sigma_data) * (D - x0).square().flatten(1).mean(1)

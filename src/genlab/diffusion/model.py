@@ -130,7 +130,8 @@ class DiffusionModel(GenerativeModel):
         labels = None
         if self.config.num_classes:
             labels = drop_labels(batch["y"], self.config.label_dropout if self.training else 0.0, self.config.num_classes)
-        loss = diffusion_loss(self.denoiser, batch["x"], self.sigma_sampler, self.config.weighting, labels)
+        loss = diffusion_loss(self.denoiser, batch["x"], self.sigma_sampler, self.config.weighting, labels,
+                              noise=batch.get("noise"))
         return {"loss": loss.mean()}
 
     # -- sampling -------------------------------------------------------------------------
@@ -192,10 +193,12 @@ class DiffusionModel(GenerativeModel):
     # -- likelihood -----------------------------------------------------------------------
     @torch.no_grad()
     def log_prob(self, x: Tensor, *, generator: torch.Generator | None = None, steps: int = 64) -> Tensor:
-        """Probability-flow ODE log-likelihood in nats (of the discrete data when quantized)."""
+        """Probability-flow ODE log-likelihood in nats (of the discrete data when quantized).
+
+        Class-conditional models are evaluated unconditionally (the null label they learned
+        through label dropout), so the number is log p(x), comparable across models.
+        """
         x = dequantize(x, self.config.bins, generator)
-        if self.config.num_classes:
-            raise UserError("log_prob of class-conditional diffusion models is not supported; train unconditionally")
         lp = ode_log_likelihood(self.denoiser, x, sigma_min=self.schedule.sigma_min or 1e-3,
                                 sigma_max=self.schedule.sigma_max, steps=steps, generator=generator).log_prob
         return discrete_log_prob(lp, x[0].numel(), self.config.bins)

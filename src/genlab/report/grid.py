@@ -57,10 +57,12 @@ def save_scatter(x: Tensor, path: str | Path, reference: Tensor | None = None, t
     plt.close(fig)
 
 
-def save_samples(x: Tensor, path: str | Path, reference: Tensor | None = None, title: str = "") -> None:
-    """Images -> grid; 2-D vectors -> scatter plot."""
+def save_samples(
+    x: Tensor, path: str | Path, reference: Tensor | None = None, title: str = "", nrow: int | None = None
+) -> None:
+    """Images -> grid (``nrow`` columns); 2-D vectors -> scatter plot."""
     if x.dim() == 4:
-        save_image_grid(x, path)
+        save_image_grid(x, path, nrow)
     elif x.dim() == 2 and x.shape[1] == 2:
         save_scatter(x, path, reference, title)
     else:

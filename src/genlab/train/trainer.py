@@ -201,7 +201,9 @@ class Trainer:
         g = torch.Generator().manual_seed(SAMPLE_SEED)
         x = self.ema.model.sample(self.cfg.num_samples, generator=g)
         ref = self.data.test.x[:2000] if self.data.test.kind == "points" else None
-        save_samples(x, path, reference=ref, title=f"{self.model.name}, step {self.step}")
+        k = self.model.config.num_classes
+        nrow = k if 2 <= k <= 16 else None  # class-conditional samples cycle the labels: one class per column
+        save_samples(x, path, reference=ref, title=f"{self.model.name}, step {self.step}", nrow=nrow)
 
     def _done(self) -> bool:
         if self.step >= self.cfg.steps:
@@ -219,7 +221,8 @@ class Trainer:
             torch.manual_seed(self.cfg.seed)
             (self.out / "metrics.jsonl").unlink(missing_ok=True)
         log = JsonlLog(self.out / "metrics.jsonl")
-        bar = tqdm(total=self.cfg.steps, initial=self.step, desc=f"train {self.model.name}",
+        by_time = bool(self.cfg.time_budget) and self.cfg.steps >= 10**9
+        bar = tqdm(total=None if by_time else self.cfg.steps, initial=self.step, desc=f"train {self.model.name}",
                    dynamic_ncols=True, mininterval=0.5, disable=not self.show_progress)
         start, start_elapsed = time.perf_counter(), self.elapsed
         try:
@@ -228,7 +231,8 @@ class Trainer:
                 self.elapsed = start_elapsed + time.perf_counter() - start
                 spike = self.spikes.update(logs.get("loss", next(iter(logs.values()))))
                 bar.update(1)
-                bar.set_postfix(loss=f"{logs.get('loss', float('nan')):.4g}", refresh=False)
+                left = {"left": f"{max(self.cfg.time_budget - self.elapsed, 0):.0f}s"} if by_time else {}
+                bar.set_postfix(loss=f"{logs.get('loss', float('nan')):.4g}", **left, refresh=False)
                 if self.step % self.cfg.log_every == 0 or spike:
                     log.write({"step": self.step, "time": round(self.elapsed, 3), "lr": self.lr(), **logs,
                                "spike": spike, "nan_skipped": self.nan_guard.total})
