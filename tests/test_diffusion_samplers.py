@@ -56,13 +56,7 @@ MIX = GMM([[1.0, 0.0], [-0.5, 0.8], [-0.5, -0.8]], [0.15, 0.25, 0.2], [0.5, 0.3,
 VP = VPSchedule()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one intra-op thread is ~30x faster than two on a loaded 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def w2_squared(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -32,13 +32,7 @@ ALL = [VPSchedule(), VPSchedule("cosine"), VESchedule(), EDMSchedule(), FlowSche
 IDS = ["vp-linear", "vp-cosine", "ve", "edm", "flow"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one intra-op thread avoids contention on a loaded 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def interior_t(schedule, n: int = 257) -> torch.Tensor:

@@ -45,7 +45,7 @@ class PairedDataset(Dataset):
 
 
 class Straightness(NamedTuple):
-    """S = E int_0^1 ||(x1 - x0) - v_t||^2 dt (Liu et al. eq. 5; 0 iff straight) and E[path length] / E||x1 - x0||."""
+    """S = E int_0^1 ||(z - x0) - v_t||^2 dt (Liu et al. eq. 5; 0 iff straight), E[path length] / E||z - x0||."""
 
     S: float
     length_ratio: float
@@ -112,7 +112,7 @@ def straightness(
 
     Euler in sigma-space is Euler in t for flows, so v_i = (x_{t_i+1} - x_{t_i}) / (t_i+1 - t_i)
     is the model's velocity and S = E[mean_t ||v||^2 - ||mean_t v||^2] (the Delta t-weighted
-    variance of v along the path; mean_t v = (x1 - x0) over the t range).
+    variance of v along the path, whose mean is the chord: (x_{t_max} - x0) / t_max ~ z - x0).
     """
     _check(model, n, batch_size)
     if not isinstance(model.schedule, FlowSchedule):

@@ -112,3 +112,22 @@ def check_labels(class_labels: Tensor | None, num_classes: int, batch: int) -> N
             f"class_labels must be a ({batch},) integer tensor, got {tuple(class_labels.shape)} "
             f"{class_labels.dtype}"
         )
+
+
+def embed_conditions(
+    noise_emb: NoiseEmbedding, class_emb: ClassEmbedding | None, c_noise: Tensor,
+    class_labels: Tensor | None, batch: int,
+) -> Tensor:
+    """SiLU(noise embedding + class embedding): the conditioning vector every block receives.
+
+    ``c_noise`` may be (B,) or a scalar; a conditional net given no labels uses the null label.
+    """
+    c_noise = c_noise.reshape(-1).expand(batch) if c_noise.numel() == 1 else c_noise
+    if c_noise.shape != (batch,):
+        raise UserError(f"c_noise must have shape ({batch},), got {tuple(c_noise.shape)}")
+    emb = noise_emb(c_noise)
+    if class_emb is not None:
+        if class_labels is None:
+            class_labels = torch.full((batch,), class_emb.num_classes, dtype=torch.long, device=c_noise.device)
+        emb = emb + class_emb(class_labels)
+    return F.silu(emb)

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genlab.errors import UserError
-from genlab.nn.embeddings import ClassEmbedding, EmbeddingKind, NoiseEmbedding, check_labels
+from genlab.nn.embeddings import ClassEmbedding, EmbeddingKind, NoiseEmbedding, check_labels, embed_conditions
 
 
 @dataclass
@@ -84,15 +83,7 @@ class MLPDenoiser(nn.Module):
             raise UserError(f"MLPDenoiser expects (B, {cfg.dim}) input, got {tuple(x.shape)}")
         batch = x.shape[0]
         check_labels(class_labels, cfg.num_classes, batch)
-        c_noise = c_noise.reshape(-1).expand(batch) if c_noise.numel() == 1 else c_noise
-        if c_noise.shape != (batch,):
-            raise UserError(f"c_noise must have shape ({batch},), got {tuple(c_noise.shape)}")
-        emb = self.noise_emb(c_noise)
-        if self.class_emb is not None:
-            if class_labels is None:
-                class_labels = x.new_full((batch,), cfg.num_classes, dtype=torch.long)
-            emb = emb + self.class_emb(class_labels)
-        emb = F.silu(emb)
+        emb = embed_conditions(self.noise_emb, self.class_emb, c_noise, class_labels, batch)
         h = self.proj_in(x)
         for block in self.blocks:
             h = block(h, emb)

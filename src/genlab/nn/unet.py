@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from genlab.errors import UserError
 from genlab.nn.attention import SelfAttention2d, num_groups
-from genlab.nn.embeddings import ClassEmbedding, EmbeddingKind, NoiseEmbedding, check_labels
+from genlab.nn.embeddings import ClassEmbedding, EmbeddingKind, NoiseEmbedding, check_labels, embed_conditions
 
 
 @dataclass
@@ -223,15 +223,7 @@ class UNet(nn.Module):
             raise UserError(f"UNet expects (B, {cfg.in_channels}, H, W), got {tuple(x.shape)}")
         batch = x.shape[0]
         check_labels(class_labels, cfg.num_classes, batch)
-        c_noise = c_noise.reshape(-1).expand(batch) if c_noise.numel() == 1 else c_noise
-        if c_noise.shape != (batch,):
-            raise UserError(f"c_noise must have shape ({batch},), got {tuple(c_noise.shape)}")
-        emb = self.noise_emb(c_noise)
-        if self.class_emb is not None:
-            if class_labels is None:
-                class_labels = x.new_full((batch,), cfg.num_classes, dtype=torch.long)
-            emb = emb + self.class_emb(class_labels)
-        emb = F.silu(emb)
+        emb = embed_conditions(self.noise_emb, self.class_emb, c_noise, class_labels, batch)
 
         p = cfg.patch_size
         if p > 1:

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from genlab.data.dataset import Dataset, Splits
+from genlab.data.dataset import Splits
 from genlab.errors import UserError
 from genlab.model import GenerativeModel
 from genlab.report.grid import save_samples
