@@ -98,7 +98,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
     import numpy as np
     import torch
 
-    from genlab.report.grid import save_samples
+    from genlab.report.grid import class_columns, save_samples
     from genlab.train.run import load_run_model
     from genlab.train.trainer import resolve_device
 
@@ -115,7 +115,8 @@ def cmd_sample(args: argparse.Namespace) -> None:
     if out.suffix == ".npz":
         np.savez(out, x=x.numpy())
     else:
-        save_samples(x, out, title=f"{model.name}, seed {args.seed}")
+        columns = None if args.label is not None else class_columns(model.config.num_classes)
+        save_samples(x, out, title=f"{model.name}, seed {args.seed}", nrow=columns)
     nfe = f" ({model.last_nfe} network evaluations)" if getattr(model, "last_nfe", 0) else ""
     print(f"wrote {args.n} samples to {out}{nfe}")
 

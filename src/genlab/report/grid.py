@@ -57,6 +57,11 @@ def save_scatter(x: Tensor, path: str | Path, reference: Tensor | None = None, t
     plt.close(fig)
 
 
+def class_columns(num_classes: int) -> int | None:
+    """Columns for a grid of class-conditional samples whose labels cycle 0..K-1: one class each."""
+    return num_classes if 2 <= num_classes <= 16 else None
+
+
 def save_samples(
     x: Tensor, path: str | Path, reference: Tensor | None = None, title: str = "", nrow: int | None = None
 ) -> None:

@@ -24,7 +24,7 @@ from torch import Tensor
 from genlab.data.dataset import Splits
 from genlab.errors import UserError
 from genlab.model import GenerativeModel
-from genlab.report.grid import save_samples
+from genlab.report.grid import class_columns, save_samples
 from genlab.report.html import write_report
 from genlab.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from genlab.train.config import TrainConfig
@@ -201,9 +201,8 @@ class Trainer:
         g = torch.Generator().manual_seed(SAMPLE_SEED)
         x = self.ema.model.sample(self.cfg.num_samples, generator=g)
         ref = self.data.test.x[:2000] if self.data.test.kind == "points" else None
-        k = self.model.config.num_classes
-        nrow = k if 2 <= k <= 16 else None  # class-conditional samples cycle the labels: one class per column
-        save_samples(x, path, reference=ref, title=f"{self.model.name}, step {self.step}", nrow=nrow)
+        save_samples(x, path, reference=ref, title=f"{self.model.name}, step {self.step}",
+                     nrow=class_columns(self.model.config.num_classes))
 
     def _done(self) -> bool:
         if self.step >= self.cfg.steps:
