@@ -12,6 +12,7 @@ from genlab.errors import UserError
 from genlab.train.config import TrainConfig
 from genlab.train.trainer import Trainer
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 SMALL = dict(data_shape=(2,), hidden=32, depth=2)
 A = torch.tensor([[1.0, 0.6], [0.6, 0.5]], dtype=torch.float64)  # symmetric positive definite
 SIGMA = A @ A  # data covariance; its symmetric square root is A
