@@ -31,8 +31,8 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> T:
         if name not in self._items:
-            close = difflib.get_close_matches(name, self._items, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            close = difflib.get_close_matches(name, self._items, n=2)
+            hint = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
             raise UserError(
                 f"unknown {self.kind} {name!r}{hint}; choose one of: {', '.join(sorted(self._items))}"
             )
