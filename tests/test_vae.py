@@ -77,7 +77,7 @@ def test_training_lowers_the_bound_on_2d_data():
 def test_bad_config_is_a_user_error():
     with pytest.raises(UserError, match="latent_dim=0"):
         genlab.create("vae", latent_dim=0)
-    with pytest.raises(UserError, match="unknown model 'vea' \(did you mean 've' or 'vae'\?\)"):
+    with pytest.raises(UserError, match=r"unknown model 'vea' \(did you mean 've' or 'vae'\?\)"):
         genlab.create("vea")
     with pytest.raises(UserError, match="no option steps"):
         genlab.create("vae").sample(2, steps=3)
