@@ -130,20 +130,6 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(cfg)))
 
 
-def from_dict(cls: type[C], data: dict[str, Any]) -> C:
-    """Build ``cls`` from a JSON-like dict (lists become tuples where the field wants one)."""
-    return apply_overrides(cls(), data) if _all_defaults(cls) else cls(
-        **{k: _coerce(k, t, data[k]) for k, t in field_types(cls).items() if k in data}
-    )
-
-
-def _all_defaults(cls: type) -> bool:
-    return all(
-        f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
-        for f in dataclasses.fields(cls)
-    )
-
-
 def load_yaml(path: str | Path) -> dict[str, Any]:
     import yaml
 

@@ -135,11 +135,12 @@ class DiffusionModel(GenerativeModel):
         return {"loss": loss.mean()}
 
     # -- sampling -------------------------------------------------------------------------
-    def sigmas(self, grid: str | None = None, steps: int | None = None, **kw: Any) -> Tensor:
-        """The sampling grid (descending, ending in 0) for this model's schedule."""
+    def sigmas(self, grid: str | None = None, steps: int | None = None, spacing: str | None = None,
+               rho: float | None = None) -> Tensor:
+        """The sampling grid (descending, ending in 0) for this model's schedule; None = config default."""
         c = self.config
         return make_sigmas(c.grid if grid is None else grid, c.sample_steps if steps is None else steps, self.schedule,
-                           spacing=kw.get("spacing", c.spacing), rho=kw.get("rho", c.rho))
+                           spacing=c.spacing if spacing is None else spacing, rho=c.rho if rho is None else rho)
 
     def _labels(self, n: int, class_labels: Tensor | None, guidance: float) -> Tensor | None:
         k = self.config.num_classes
@@ -169,8 +170,8 @@ class DiffusionModel(GenerativeModel):
         fn = get_sampler(name)
         guidance = float(kw.pop("guidance", c.guidance))
         labels = self._labels(n, kw.pop("class_labels", None), guidance)
-        sigmas = self.sigmas(kw.pop("grid", None), kw.pop("steps", None), **kw).to(self.device)
-        kw.pop("spacing", None), kw.pop("rho", None)
+        grid_kw = {k: kw.pop(k) for k in ("grid", "steps", "spacing", "rho") if k in kw}
+        sigmas = self.sigmas(**grid_kw).to(self.device)
         batch_size = int(kw.pop("batch_size", n))
         takes = inspect.signature(fn).parameters
         bad = [k for k in kw if k not in takes]
@@ -205,12 +206,11 @@ class DiffusionModel(GenerativeModel):
 
 
 # The family's presets: same class, different schedule / parameterization / loss / sampler.
+DDPM_TRAINING = dict(schedule="vp", parameterization="eps", noise_level="discrete_t", weighting="snr")
 register_model("ddpm", help="DDPM (Ho et al. 2020): VP linear betas, eps-prediction, ancestral sampling",
-               schedule="vp", parameterization="eps", noise_level="discrete_t", weighting="snr",
-               sampler="ddpm", grid="ddpm", sample_steps=1000)(DiffusionModel)
+               **DDPM_TRAINING, sampler="ddpm", grid="ddpm", sample_steps=1000)(DiffusionModel)
 register_model("ddim", help="DDPM training, DDIM sampling (Song et al. 2021), 50 deterministic steps",
-               schedule="vp", parameterization="eps", noise_level="discrete_t", weighting="snr",
-               sampler="ddim", grid="ddpm", sample_steps=50)(DiffusionModel)
+               **DDPM_TRAINING, sampler="ddim", grid="ddpm", sample_steps=50)(DiffusionModel)
 register_model("vp", help="VP score matching (Song et al. 2021), continuous t, Heun on Karras sigmas",
                schedule="vp", parameterization="eps", noise_level="uniform_t", weighting="snr",
                sampler="heun", grid="karras", sample_steps=18)(DiffusionModel)

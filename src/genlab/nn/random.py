@@ -10,6 +10,12 @@ import torch
 from torch import Tensor
 
 
+def _draw(fn, shape, generator, device, dtype) -> Tensor:
+    if generator is None:
+        return fn(shape, device=device, dtype=dtype)
+    return fn(shape, generator=generator, dtype=dtype).to(device)
+
+
 def randn(
     shape: tuple[int, ...],
     generator: torch.Generator | None,
@@ -17,9 +23,7 @@ def randn(
     dtype: torch.dtype = torch.float32,
 ) -> Tensor:
     """Standard normal noise of ``shape``; from ``generator`` (a CPU generator) when given."""
-    if generator is None:
-        return torch.randn(shape, device=device, dtype=dtype)
-    return torch.randn(shape, generator=generator, dtype=dtype).to(device)
+    return _draw(torch.randn, shape, generator, device, dtype)
 
 
 def rand(
@@ -29,6 +33,4 @@ def rand(
     dtype: torch.dtype = torch.float32,
 ) -> Tensor:
     """Uniform [0, 1) noise of ``shape``; from ``generator`` (a CPU generator) when given."""
-    if generator is None:
-        return torch.rand(shape, device=device, dtype=dtype)
-    return torch.rand(shape, generator=generator, dtype=dtype).to(device)
+    return _draw(torch.rand, shape, generator, device, dtype)
