@@ -68,6 +68,15 @@ def test_save_and_load_keeps_samples(tmp_path):
     assert m2.name == "flow" and torch.equal(m.sample(3, generator=g()), m2.sample(3, generator=g()))
 
 
+def test_per_level_unet_blocks_survive_save_and_load(tmp_path):
+    m = genlab.create("edm", data_shape=(1, 8, 8), channels=8, channel_mult=(1, 2), num_res_blocks=(1, 2)).eval()
+    m.save_pretrained(tmp_path / "u")
+    m2 = GenerativeModel.from_pretrained(tmp_path / "u").eval()
+    assert m2.config.num_res_blocks == (1, 2)
+    g = lambda: torch.Generator().manual_seed(2)  # noqa: E731
+    assert torch.equal(m.sample(2, generator=g(), steps=2), m2.sample(2, generator=g(), steps=2))
+
+
 @pytest.mark.parametrize(
     "kw,needle",
     [(dict(sampler="magic"), "unknown sampler 'magic'"), (dict(steps=0), "steps"),

@@ -141,6 +141,8 @@ def test_determinism_with_seed() -> None:
         {"channel_mult": (1, 0)},
         {"channels": 0},
         {"num_res_blocks": 0},
+        {"num_res_blocks": (1, 0, 1)},
+        {"num_res_blocks": (1, 2)},
         {"attn_levels": (3,)},
         {"dropout": 1.0},
         {"num_classes": -1},
@@ -153,9 +155,29 @@ def test_bad_config_is_a_user_error(override: dict) -> None:
         UNet(UNetConfig(**{**SMALL, **override}))
 
 
+def test_per_level_blocks_build_the_efficient_layout() -> None:
+    """(1, 2, 3) down blocks: 1 + 2 + 3 down and 2 + 3 + 4 up ResBlocks, each level its width."""
+    net = small_unet(num_res_blocks=(1, 2, 3))
+    widths = [stage[0].conv2.out_channels for stage in net.down if isinstance(stage, nn.ModuleList)]
+    assert widths == [16, 32, 32, 32, 32, 32]
+    up = [stage[0].conv2.out_channels for stage in net.up if isinstance(stage, nn.ModuleList)]
+    assert up == [32] * 4 + [32] * 3 + [16] * 2
+    randomize_zero_inits(net)
+    x = torch.randn(2, 1, 28, 28)
+    out = net(x, torch.rand(2))
+    assert out.shape == x.shape
+    out.square().mean().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())
+    same = small_unet(num_res_blocks=(1, 1, 1))
+    assert sum(p.numel() for p in same.parameters()) == sum(p.numel() for p in small_unet().parameters())
+
+
 def test_config_overrides_are_typed() -> None:
     cfg = apply_overrides(UNetConfig(), {"channel_mult": "1,2", "attn_levels": "-1", "dropout": "0.1"})
     assert cfg.channel_mult == (1, 2) and cfg.attn_levels == (-1,) and cfg.dropout == 0.1
+    assert apply_overrides(UNetConfig(), {"num_res_blocks": "3"}).num_res_blocks == 3
+    assert apply_overrides(UNetConfig(), {"num_res_blocks": "1,2,3"}).num_res_blocks == (1, 2, 3)
+    assert apply_overrides(UNetConfig(), {"num_res_blocks": [1, 2, 3]}).num_res_blocks == (1, 2, 3)
     with pytest.raises(UserError, match="channel_mult"):
         apply_overrides(UNetConfig(), {"channel_mult": "1,0"})
 

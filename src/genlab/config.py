@@ -71,7 +71,7 @@ def _coerce(name: str, tp: Any, value: Any) -> Any:
             raise UserError(f"{name}={value!r}: expected an integer")
         try:
             return int(value) if not isinstance(value, str) else int(value.strip())
-        except ValueError:
+        except (TypeError, ValueError):
             raise UserError(f"{name}={value!r}: expected an integer") from None
     if tp is float:
         if isinstance(value, bool):

@@ -57,7 +57,7 @@ class DiffusionConfig(ModelConfig):
     # network: UNet for images, residual MLP for vectors
     channels: int = 64
     channel_mult: tuple[int, ...] = (1, 2, 2)
-    num_res_blocks: int = 2
+    num_res_blocks: int | tuple[int, ...] = 2  # one count, or one per level (Efficient U-Net)
     attn_levels: tuple[int, ...] = (-1,)
     patch_size: int = 1  # UNet on p x p patches (pixel-unshuffle): p^2 less compute
     dropout: float = 0.0
