@@ -241,6 +241,9 @@ def test_grids() -> None:
     ve = sigmas_uniform_t(VESchedule(), 3)
     assert torch.allclose(ve, torch.tensor([100.0, math.sqrt(2), 0.02, 0.0], dtype=F64))
     assert torch.equal(make_sigmas("karras", 18, EDMSchedule()), k)
+    vp_k = make_sigmas("karras", 18, VP)  # capped at EDM's sigma_max = 80, as NVlabs/edm samples VP models
+    assert torch.equal(vp_k, sigmas_karras(18, VP.sigma_min, 80.0)) and vp_k[0].item() == pytest.approx(80.0)
+    assert make_sigmas("karras", 18, VP, sigma_max=VP.sigma_max)[0].item() == pytest.approx(VP.sigma_max)
     assert torch.equal(make_sigmas("ddpm", 10, VP, spacing="trailing"), trail)
     assert set(GRIDS) == {"karras", "ddpm", "uniform_t"}
 

@@ -262,20 +262,24 @@ def sigmas_uniform_t(schedule: Schedule, n: int) -> Tensor:
 
 
 GRIDS: tuple[str, ...] = ("karras", "ddpm", "uniform_t")
+KARRAS_SIGMA_MAX = 80.0  # EDM's sigma_max (Karras et al. 2022, Table 1)
 
 
 def make_sigmas(
     grid: str, steps: int, schedule: Schedule | None = None, *, sigma_min: float | None = None,
     sigma_max: float | None = None, rho: float = 7.0, spacing: str = "leading",
 ) -> Tensor:
-    """A grid by name; Karras' sigma_min / sigma_max default to the schedule's."""
+    """A grid by name. Karras' sigma_min defaults to the schedule's and sigma_max to
+    min(KARRAS_SIGMA_MAX, schedule's), as NVlabs/edm's ``generate.py`` samples VP (157) and VE
+    (100) models: the highest noise levels add steps but no quality, and an eps-network's error
+    there is multiplied by sigma (``benchmarks/results/diffusion_nfe.md``: the ``80`` rows)."""
     _check_steps(steps)
     if grid not in GRIDS:
         raise UserError(f"unknown sigma grid {grid!r}; choose one of: {', '.join(GRIDS)}")
     if grid == "karras":
         if schedule is not None:
             sigma_min = schedule.sigma_min if sigma_min is None else sigma_min
-            sigma_max = schedule.sigma_max if sigma_max is None else sigma_max
+            sigma_max = min(KARRAS_SIGMA_MAX, schedule.sigma_max) if sigma_max is None else sigma_max
         if sigma_min is None or sigma_max is None:
             raise UserError("the karras grid needs a schedule or both sigma_min and sigma_max")
         return sigmas_karras(steps, sigma_min, sigma_max, rho)
