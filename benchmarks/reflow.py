@@ -131,8 +131,8 @@ def report(results: list[dict], args: argparse.Namespace, load: tuple, wall: flo
         f"- Machine: {cpu}, {os.cpu_count()} logical CPUs, 1 torch thread; torch {torch.__version__}, "
         f"POT {ot.__version__}, Python {platform.python_version()}; load average before "
         f"{load[0]:.1f}, after {os.getloadavg()[0]:.1f} (another job shared the CPUs); whole run {wall:.0f} s",
-        f"- Model: `genlab.create(\"flow\", data_shape=(2,), hidden=256, depth=4)` (velocity, uniform t, "
-        f"Euler on the uniform-t grid from t = 0.999)",
+        "- Model: `genlab.create(\"flow\", data_shape=(2,), hidden=256, depth=4)` (velocity, uniform t, "
+        "Euler on the uniform-t grid from t = 0.999)",
         f"- 1-RF: Trainer {args.train_steps} steps, batch {args.batch_size}, AdamW lr {args.lr} (100 warm-up, "
         f"cosine), EMA 0.999; evaluated with the EMA weights",
         f"- Reflow: {args.pairs:,} train + 1,000 test pairs (z, x0) from the 1-RF EMA model, 100 Euler steps "

@@ -158,7 +158,7 @@ def test_coefficients() -> None:
     for p in PARAMETERIZATIONS:  # x0 = c_skip (x0 + sigma eps) + c_out F_target for the named target
         c_skip, c_out = c_skip_out(p, sigma, 0.5)
         x0, eps = torch.randn(3, dtype=F64), torch.randn(3, dtype=F64)
-        alpha, sig_t, t = (1 + sigma**2).rsqrt(), sigma * (1 + sigma**2).rsqrt(), sigma / (1 + sigma)
+        alpha, sig_t = (1 + sigma**2).rsqrt(), sigma * (1 + sigma**2).rsqrt()
         target = {"eps": eps, "x0": x0, "v": alpha * eps - sig_t * x0, "velocity": eps - x0}.get(p)
         if target is not None:
             assert torch.allclose(c_skip * (x0 + sigma * eps) + c_out * target, x0), p
