@@ -168,6 +168,7 @@ def test_per_level_blocks_build_the_efficient_layout() -> None:
     assert out.shape == x.shape
     out.square().mean().backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())
+    assert small_unet(num_res_blocks=[1, 2, 3]).config.blocks_per_level() == (1, 2, 3)
     same = small_unet(num_res_blocks=(1, 1, 1))
     assert sum(p.numel() for p in same.parameters()) == sum(p.numel() for p in small_unet().parameters())
 

@@ -11,8 +11,8 @@ output GroupNorm-SiLU-conv whose conv starts at zero.
 ``num_res_blocks`` may differ per level (Imagen's Efficient U-Net, Saharia et al. 2022, App. B):
 a level at 4x the pixels costs 4x per ResBlock of the same width, so fewer blocks at high
 resolution and more at low resolution buy speed at a similar parameter count: on 28x28, (1, 1, 3)
-trains 1.46x faster per image than (2, 2, 2) with 1.4% fewer parameters
-(``benchmarks/unet_speed.py``).
+trains 1.31x faster per image than (2, 2, 2) with 1.4% fewer parameters, and 1.46x faster than
+diffusers' ``UNet2DModel`` with (2, 2, 2) (``benchmarks/unet_speed.py``).
 
 Any H and W work: a stride-2 conv maps n to ceil(n / 2) (28 -> 14 -> 7 -> 4) and the way up
 crops each 2x upsampling to the size of its skip.
@@ -44,11 +44,11 @@ class UNetConfig:
 
     ``channel_mult[i] * channels`` is the width of level i (level 0 at full resolution);
     ``num_res_blocks`` is one count for every level or one per level (down path; the up path
-    has one more per level); ``attn_levels`` lists level indices (negative counts from the lowest resolution) that get
-    self-attention; ``num_classes`` > 0 adds a class embedding with a null label at index
-    ``num_classes``; ``scale_shift`` applies the noise embedding as GroupNorm scale and shift
-    (improved DDPM) instead of adding it; ``groups`` is the GroupNorm group count (fewer when
-    a width is not divisible by it).
+    has one more per level); ``attn_levels`` lists level indices (negative counts from the
+    lowest resolution) that get self-attention; ``num_classes`` > 0 adds a class embedding with
+    a null label at index ``num_classes``; ``scale_shift`` applies the noise embedding as
+    GroupNorm scale and shift (improved DDPM) instead of adding it; ``groups`` is the GroupNorm
+    group count (fewer when a width is not divisible by it).
     """
 
     in_channels: int = 1
@@ -77,7 +77,7 @@ class UNetConfig:
             raise UserError(f"channel_mult={self.channel_mult}: needs one or more values >= 1")
         levels = len(self.channel_mult)
         blocks = self.num_res_blocks
-        if isinstance(blocks, tuple) and len(blocks) != levels:
+        if isinstance(blocks, (tuple, list)) and len(blocks) != levels:
             raise UserError(f"num_res_blocks={blocks}: give one count or one per level ({levels} levels)")
         if min(self.blocks_per_level()) < 1:
             raise UserError(f"num_res_blocks={blocks}: must be >= 1")
@@ -94,7 +94,7 @@ class UNetConfig:
     def blocks_per_level(self) -> tuple[int, ...]:
         """Down-path ResBlocks of each level."""
         blocks = self.num_res_blocks
-        return tuple(blocks) if isinstance(blocks, tuple) else (blocks,) * len(self.channel_mult)
+        return tuple(blocks) if isinstance(blocks, (tuple, list)) else (blocks,) * len(self.channel_mult)
 
 
 def norm_silu(norm: nn.GroupNorm, x: Tensor) -> Tensor:
