@@ -14,20 +14,21 @@ Three networks, all built for 1x28x28:
 
 Speed: (a) training step - forward, MSE against random targets, backward, AdamW step; (b) one
 inference forward under ``torch.no_grad`` (one NFE); batch 64. Models are timed interleaved
-(A, B, C, A, B, C, ...) after warm-up rounds; medians. Two passes: wall clock with ``--threads``
-(default: all CPUs), then process CPU time with one thread, which barely moves when other jobs
-share the machine.
+(A, B, C, A, B, C, ...) after warm-up rounds; medians (ratios: the median of the per-repeat
+ratios). Two passes: wall clock with ``--threads`` (default: all CPUs), then process CPU time
+with one thread, which barely moves when other jobs share the machine.
 
 Quality (a speed claim across layouts needs one): the efficient layout and diffusers train the
 same DDPM objective (VP linear betas, eps-prediction, uniform t, genlab's ``Denoiser``; diffusers
 gets the integer timestep it expects) on mnist5k with the same batches, timesteps and noises,
 AdamW lr 5e-4, batch 32; every ``--eval-every`` steps the eps-MSE on 128 fixed test images with
-fixed timesteps and noises is recorded. Same initial seed for both.
+fixed timesteps and noises is recorded. ``--quality-seeds`` runs (default 2) differ in the
+initialisation and the batch stream; each run gives both networks the same seed.
 
 ``--extra`` adds channels-last variants. Writes ``benchmarks/results/unet_speed.md`` and
 ``unet_speed.png`` (test loss vs step and vs training seconds).
 
-    python benchmarks/unet_speed.py [--repeats 5] [--quality-steps 150] [--no-quality] [--extra]
+    python benchmarks/unet_speed.py [--repeats 5] [--quality-steps 150] [--quality-seeds 2] [--no-quality] [--extra]
 """
 
 from __future__ import annotations
@@ -162,9 +163,12 @@ def measure(
     return train, inf
 
 
+Curve = list[tuple[int, float, float]]  # (step, training seconds so far, test eps-MSE)
+
+
 def train_quality(
-    nets: dict[str, nn.Module], steps: int, batch: int, eval_every: int, lr: float,
-) -> dict[str, list[tuple[int, float, float]]]:
+    nets: dict[str, nn.Module], steps: int, batch: int, eval_every: int, lr: float, seed: int,
+) -> dict[str, Curve]:
     """Per net: (step, training seconds so far, test eps-MSE) every ``eval_every`` steps.
 
     Both nets see the same batches, timesteps and noises (one seeded stream per step), so the
@@ -176,7 +180,7 @@ def train_quality(
     g = torch.Generator().manual_seed(1)
     test = data.test.x[torch.randperm(len(data.test), generator=g)[:128]]
     test_seed = 2
-    curves: dict[str, list[tuple[int, float, float]]] = {}
+    curves: dict[str, Curve] = {}
     for name, net in nets.items():
         den = Denoiser(net, schedule, "eps")
         opt = torch.optim.AdamW(net.parameters(), lr=lr)
@@ -190,7 +194,7 @@ def train_quality(
 
         curve, seconds = [(0, 0.0, test_loss())], 0.0
         for step in range(1, steps + 1):
-            gs = torch.Generator().manual_seed(1000 + step)
+            gs = torch.Generator().manual_seed(100_000 * seed + 1000 + step)
             x0 = data.train.x[torch.randint(len(data.train), (batch,), generator=gs)]
             t0 = time.perf_counter()
             loss = diffusion_loss(den, x0, t_sampler, "snr", generator=gs).mean()
@@ -200,23 +204,30 @@ def train_quality(
             seconds += time.perf_counter() - t0
             if step % eval_every == 0 or step == steps:
                 curve.append((step, seconds, test_loss()))
-                print(f"  {name}: step {step}, {seconds:.0f} s, test eps-MSE {curve[-1][2]:.4f}")
+                print(f"  seed {seed}, {name}: step {step}, {seconds:.0f} s, test eps-MSE {curve[-1][2]:.4f}")
         curves[name] = curve
     return curves
 
 
-def plot_quality(curves: dict[str, list[tuple[int, float, float]]], out: Path) -> None:
+def mean_curve(curves: list[Curve]) -> Curve:
+    """Point-wise mean over seeds (same evaluation steps in every run)."""
+    return [(pts[0][0], statistics.mean(p[1] for p in pts), statistics.mean(p[2] for p in pts)) for pts in zip(*curves)]
+
+
+def plot_quality(runs: list[dict[str, Curve]], out: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for name, curve in curves.items():
-        steps, secs, loss = zip(*curve[1:])
-        axes[0].plot(steps, loss, "o-", ms=3, label=name)
-        axes[1].plot(secs, loss, "o-", ms=3, label=name)
+    for i, name in enumerate(runs[0]):
+        for seed, run in enumerate(runs):
+            steps, secs, loss = zip(*run[name][1:])
+            style = dict(color=f"C{i}", ms=3, label=name if seed == 0 else None, alpha=1 if seed == 0 else 0.5)
+            axes[0].plot(steps, loss, "o-", **style)
+            axes[1].plot(secs, loss, "o-", **style)
     axes[0].set(xlabel="training step (batch 32)", ylabel="test eps-MSE (128 fixed images)", yscale="log")
     axes[1].set(xlabel="training seconds (wall clock)", yscale="log")
     for ax in axes:
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle("DDPM on mnist5k: same batches, timesteps and noises")
+    fig.suptitle(f"DDPM on mnist5k: same batches, timesteps and noises ({len(runs)} seeds, one line each)")
     fig.tight_layout()
     fig.savefig(out, dpi=110)
 
@@ -224,13 +235,14 @@ def plot_quality(curves: dict[str, list[tuple[int, float, float]]], out: Path) -
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=9)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--no-cpu-time", action="store_true", help="skip the 1-thread CPU-time pass")
     ap.add_argument("--extra", action="store_true", help="add channels-last variants")
     ap.add_argument("--no-quality", action="store_true", help="skip the training-quality comparison")
     ap.add_argument("--quality-steps", type=int, default=150)
+    ap.add_argument("--quality-seeds", type=int, default=2)
     ap.add_argument("--eval-every", type=int, default=25)
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
@@ -263,15 +275,16 @@ def main() -> None:
         results.append((label, train, inf))
     speed_seconds = time.perf_counter() - start
 
-    curves = {}
+    runs: list[dict[str, Curve]] = []
     if not args.no_quality:
         torch.set_num_threads(args.threads)
         print(f"quality: {args.quality_steps} steps each, {args.threads} threads")
-        fresh = {}
-        for name in (EFFICIENT, THEIRS):
-            torch.manual_seed(0)
-            fresh[name] = builders[name]()[0]
-        curves = train_quality(fresh, args.quality_steps, 32, args.eval_every, 5e-4)
+        for seed in range(args.quality_seeds):
+            fresh = {}
+            for name in (EFFICIENT, THEIRS):
+                torch.manual_seed(seed)
+                fresh[name] = builders[name]()[0]
+            runs.append(train_quality(fresh, args.quality_steps, 32, args.eval_every, 5e-4, seed))
     elapsed = time.perf_counter() - start
     load_after = os.getloadavg()
 
@@ -284,8 +297,10 @@ def main() -> None:
         f"- Load average (1/5/15 min) before {'/'.join(f'{v:.1f}' for v in load_before)}, after "
         f"{'/'.join(f'{v:.1f}' for v in load_after)}: other jobs shared the CPUs when > 0; "
         "interleaving spreads that over all models, the 1-thread CPU-time pass is barely affected",
-        f"- Speed: input {args.batch}x1x28x28 fp32; {args.warmup} warm-up round(s) excluded; median of "
-        f"{args.repeats} interleaved repeats ({speed_seconds:.0f} s); whole run {elapsed:.0f} s",
+        f"- Speed: input {args.batch}x1x28x28 fp32; {args.warmup} warm-up round(s) excluded; {args.repeats} "
+        f"interleaved repeats ({speed_seconds:.0f} s); whole run {elapsed:.0f} s. img/s and ms: each model's "
+        "median; ratios: the median over repeats of the ratio within each repeat (the models of one repeat run "
+        "back to back, so load that drifts between repeats cancels)",
         "- Training step: forward, MSE to random targets, backward, AdamW(lr=1e-4) step. "
         "Inference: one forward under no_grad (= 1 NFE).",
         "- Layouts: widths (64, 128, 128) at 28/14/7 px, attention (head dim 64) at 7x7 and in the middle "
@@ -298,43 +313,48 @@ def main() -> None:
     for label, train, inf in results:
         img_s = {n: args.batch / statistics.median(v) for n, v in train.items()}
         ms = {n: 1000 * statistics.median(v) for n, v in inf.items()}
+        r_train = {n: statistics.median(b / a for a, b in zip(v, train[THEIRS])) for n, v in train.items()}
+        r_inf = {n: statistics.median(b / a for a, b in zip(v, inf[THEIRS])) for n, v in inf.items()}
         lines += [
             f"## {label}",
             "",
             "| model | params | train img/s | ms per NFE | train vs diffusers | NFE vs diffusers |",
             "|---|---:|---:|---:|---:|---:|",
-            *(f"| {n} | {params[n]:,} | {img_s[n]:.1f} | {ms[n]:.0f} | {img_s[n] / img_s[THEIRS]:.2f}x | "
-              f"{ms[THEIRS] / ms[n]:.2f}x |" for n in nets),
+            *(f"| {n} | {params[n]:,} | {img_s[n]:.1f} | {ms[n]:.0f} | {r_train[n]:.2f}x | "
+              f"{r_inf[n]:.2f}x |" for n in nets),
             "",
         ]
-        verdict.append((label, img_s[EFFICIENT] / img_s[THEIRS], ms[THEIRS] / ms[EFFICIENT],
-                        img_s[SAME] / img_s[THEIRS], ms[THEIRS] / ms[SAME]))
+        verdict.append((label, r_train[EFFICIENT], r_inf[EFFICIENT], r_train[SAME], r_inf[SAME]))
     fast = all(rt >= TARGET and ri >= TARGET for _, rt, ri, _, _ in verdict)
     good = True
-    if curves:
-        eff, ref = curves[EFFICIENT], curves[THEIRS]
+    if runs:
+        eff, ref = (mean_curve([run[n] for run in runs]) for n in (EFFICIENT, THEIRS))
         lines += [
-            f"## Quality: DDPM on mnist5k, {args.quality_steps} steps of batch 32, {args.threads} threads",
+            f"## Quality: DDPM on mnist5k, {args.quality_steps} steps of batch 32, {args.threads} threads, "
+            f"mean of {len(runs)} seeds",
             "",
-            "| step | " + " | ".join(f"{n}: test eps-MSE | {n}: train s" for n in curves) + " | loss ratio (ours / diffusers) |",
-            "|---:|" + "---:|---:|" * len(curves) + "---:|",
+            "| step | " + " | ".join(f"{n}: test eps-MSE | {n}: train s" for n in (EFFICIENT, THEIRS))
+            + " | loss ratio (ours / diffusers) |",
+            "|---:|" + "---:|---:|" * 2 + "---:|",
             *(f"| {a[0]} | {a[2]:.4f} | {a[1]:.0f} | {b[2]:.4f} | {b[1]:.0f} | {a[2] / b[2]:.3f} |"
               for a, b in zip(eff, ref)),
             "",
         ]
         good = eff[-1][2] <= QUALITY_TOLERANCE * ref[-1][2]
         lines += [
-            f"Final test loss: efficient {eff[-1][2]:.4f} vs diffusers {ref[-1][2]:.4f} = {eff[-1][2] / ref[-1][2]:.3f}x "
+            f"Final test loss (mean): efficient {eff[-1][2]:.4f} vs diffusers {ref[-1][2]:.4f} = {eff[-1][2] / ref[-1][2]:.3f}x "
             f"(must be <= {QUALITY_TOLERANCE}); training time {eff[-1][1]:.0f} s vs {ref[-1][1]:.0f} s "
-            f"= {ref[-1][1] / eff[-1][1]:.2f}x faster. Plot: `unet_speed.png`.",
+            f"= {ref[-1][1] / eff[-1][1]:.2f}x faster. Per seed: " + "; ".join(
+                f"seed {i} {run[EFFICIENT][-1][2]:.4f} vs {run[THEIRS][-1][2]:.4f}" for i, run in enumerate(runs))
+            + ". Plot: `unet_speed.png`.",
             "",
         ]
-        plot_quality(curves, args.out / "unet_speed.png")
+        plot_quality(runs, args.out / "unet_speed.png")
     lines.append(
         f"Verdict (target >= {TARGET}x at matched parameters, with no worse loss): "
         f"{'met' if fast and good else 'NOT met'} by the efficient layout ("
         + "; ".join(f"{label}: training {rt:.2f}x, inference {ri:.2f}x" for label, rt, ri, _, _ in verdict)
-        + (f"; test loss at equal steps {'within' if good else 'NOT within'} {QUALITY_TOLERANCE}x" if curves else "")
+        + (f"; test loss at equal steps {'within' if good else 'NOT within'} {QUALITY_TOLERANCE}x" if runs else "")
         + "). Same layout, implementation only: "
         + "; ".join(f"{label}: {rt:.2f}x / {ri:.2f}x" for label, _, _, rt, ri in verdict) + "."
     )

@@ -11,8 +11,8 @@ output GroupNorm-SiLU-conv whose conv starts at zero.
 ``num_res_blocks`` may differ per level (Imagen's Efficient U-Net, Saharia et al. 2022, App. B):
 a level at 4x the pixels costs 4x per ResBlock of the same width, so fewer blocks at high
 resolution and more at low resolution buy speed at a similar parameter count: on 28x28, (1, 1, 3)
-trains 1.31x faster per image than (2, 2, 2) with 1.4% fewer parameters, and 1.46x faster than
-diffusers' ``UNet2DModel`` with (2, 2, 2) (``benchmarks/unet_speed.py``).
+trains about 1.33x faster per image than (2, 2, 2) with 1.4% fewer parameters, and 1.42x faster
+than diffusers' ``UNet2DModel`` with (2, 2, 2) (``benchmarks/unet_speed.py``).
 
 Any H and W work: a stride-2 conv maps n to ceil(n / 2) (28 -> 14 -> 7 -> 4) and the way up
 crops each 2x upsampling to the size of its skip.
