@@ -54,11 +54,12 @@ import matplotlib.pyplot as plt  # noqa: E402  (after choosing the Agg backend)
 N = 1000  # generated samples = test points per W2
 M_EMP = 5000  # training points of the empirical denoiser
 NFES = (2, 4, 8, 16, 35, 100, 1000)
+VP = VPSchedule()
 CAP = 80.0  # EDM's sigma_max, used by the capped rows
 ROWS = {  # row label -> (sampler, Karras sigma_max; None = the DDPM timestep grid)
-    "ddpm": ("ddpm", None), "ddim": ("ddim", None), "euler": ("euler", VPSchedule().sigma_max),
-    "heun": ("heun", VPSchedule().sigma_max), "dpmpp_2m": ("dpmpp_2m", VPSchedule().sigma_max),
-    "edm": ("edm", VPSchedule().sigma_max), "heun 80": ("heun", CAP), "dpmpp_2m 80": ("dpmpp_2m", CAP),
+    "ddpm": ("ddpm", None), "ddim": ("ddim", None), "euler": ("euler", VP.sigma_max),
+    "heun": ("heun", VP.sigma_max), "dpmpp_2m": ("dpmpp_2m", VP.sigma_max),
+    "edm": ("edm", VP.sigma_max), "heun 80": ("heun", CAP), "dpmpp_2m 80": ("dpmpp_2m", CAP),
 }
 TARGET_ROWS = ("heun", "dpmpp_2m", "heun 80", "dpmpp_2m 80")
 MODELS = {"ddpm": {}, "edm": {"sigma_data": 1.0}}  # trained presets and their overrides
@@ -67,7 +68,6 @@ EDM_KW = {"S_churn": 40.0, "S_tmin": 0.05, "S_tmax": 50.0, "S_noise": 1.003}
 TRAIN = {"steps": 4000, "batch_size": 256, "lr": 1e-3, "seed": 0, "eval_batches": 1, "ckpt_every": 4000}
 FAR = 1.0  # a generated sample this far from every test point is off the data (diagnostic)
 NOISE_SEED, SUBSET_SEED = 10_000, 0
-VP = VPSchedule()
 RESULTS = Path(__file__).resolve().parent / "results"
 WHY = [
     "Why the trained ddpm fails where the trained edm passes: in every failing cell one initial noise",
