@@ -20,7 +20,7 @@ def run(argv, capsys):
 def test_train_then_sample(tmp_path, capsys):
     run_dir = tmp_path / "t"
     code, out, err = run(["train", "vae", "--data", "grid25", "--steps", "30", "--out", str(run_dir), "--no-progress",
-                          "hidden=32", "eval_batches=2"], capsys)
+                          "hidden=32", "eval_examples=64"], capsys)
     assert code == 0, err
     assert "done:" in out
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -113,7 +113,7 @@ def test_console_script_lists_models_and_data():
 
 def test_recipe_and_diffusion_sampling_options(tmp_path, capsys):
     recipe = tmp_path / "r.yaml"
-    recipe.write_text("steps: 15\nhidden: 32\ndepth: 1\nlr: 1.0e-3\neval_batches: 1\nbatch_size: 64\n")
+    recipe.write_text("steps: 15\nhidden: 32\ndepth: 1\nlr: 1.0e-3\neval_examples: 64\nbatch_size: 64\n")
     run_dir = tmp_path / "e"
     code, _, err = run(["train", "edm", "--data", "moons", "--recipe", str(recipe), "--out", str(run_dir), "--no-progress",
                         "steps=12"], capsys)

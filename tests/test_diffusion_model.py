@@ -5,7 +5,7 @@ import torch
 
 import genlab
 from genlab.errors import UserError
-from genlab.model import GenerativeModel
+from genlab.model import Model
 
 PRESETS = ["ddpm", "ddim", "vp", "ve", "edm", "flow"]
 SMALL = dict(data_shape=(2,), hidden=32, depth=2)
@@ -63,7 +63,7 @@ def test_class_conditional_guidance_and_label_checks():
 def test_save_and_load_keeps_samples(tmp_path):
     m = genlab.create("flow", **SMALL).eval()
     m.save_pretrained(tmp_path / "f")
-    m2 = GenerativeModel.from_pretrained(tmp_path / "f").eval()
+    m2 = Model.from_pretrained(tmp_path / "f").eval()
     g = lambda: torch.Generator().manual_seed(5)  # noqa: E731
     assert m2.name == "flow" and torch.equal(m.sample(3, generator=g()), m2.sample(3, generator=g()))
 
@@ -71,7 +71,7 @@ def test_save_and_load_keeps_samples(tmp_path):
 def test_per_level_unet_blocks_survive_save_and_load(tmp_path):
     m = genlab.create("edm", data_shape=(1, 8, 8), channels=8, channel_mult=(1, 2), num_res_blocks=(1, 2)).eval()
     m.save_pretrained(tmp_path / "u")
-    m2 = GenerativeModel.from_pretrained(tmp_path / "u").eval()
+    m2 = Model.from_pretrained(tmp_path / "u").eval()
     assert m2.config.num_res_blocks == (1, 2)
     g = lambda: torch.Generator().manual_seed(2)  # noqa: E731
     assert torch.equal(m.sample(2, generator=g(), steps=2), m2.sample(2, generator=g(), steps=2))

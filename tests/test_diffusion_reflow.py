@@ -7,7 +7,8 @@ from torch import Tensor, nn
 import genlab
 from genlab.diffusion.denoiser import to_param
 from genlab.diffusion.losses import diffusion_loss
-from genlab.diffusion.reflow import PairedDataset, reflow_pairs, reflow_splits, straightness
+from genlab.data import Dataset
+from genlab.diffusion.reflow import reflow_pairs, reflow_splits, straightness
 from genlab.errors import UserError
 from genlab.train.config import TrainConfig
 from genlab.train.trainer import Trainer
@@ -73,8 +74,8 @@ def test_argument_errors():
         reflow_pairs(genlab.create("flow", num_classes=2, **SMALL), 4)
     with pytest.raises(UserError, match="straightness is defined for flows"):
         straightness(genlab.create("edm", **SMALL), 4)
-    with pytest.raises(UserError, match="noise of shape"):
-        PairedDataset("p", torch.zeros(3, 2), noise=torch.zeros(3, 1))
+    with pytest.raises(UserError, match="2 values of 'noise' for 3 examples"):
+        Dataset("p", torch.zeros(3, 2), extra={"noise": torch.zeros(2, 2)})
     with pytest.raises(UserError, match="noise of shape"):
         diffusion_loss(m.denoiser, torch.zeros(3, 2), m.sigma_sampler, "velocity", noise=torch.zeros(2, 2))
 
@@ -90,7 +91,7 @@ def test_paired_loss_uses_the_given_noise():
         got = diffusion_loss(m.denoiser, x0, fixed, "velocity", noise=n)
         v = m.net((x0 + 0.7 * n) / 1.7, torch.full((5,), 999 * 0.7 / 1.7))  # x_t = (1 - t) x0 + t n, t = 0.7 / 1.7
         torch.testing.assert_close(got, (v - (n - x0)).square().mean(1))  # flow matching ||v - (eps - x0)||^2
-        data = PairedDataset("p", x0, noise=n).subset(torch.tensor([0, 2, 4]))
+        data = Dataset("p", x0, extra={"noise": n}).subset(torch.tensor([0, 2, 4]))
         torch.testing.assert_close(data.batch(torch.arange(3))["noise"], n[[0, 2, 4]], rtol=0, atol=0)
     # The ideal 2-rectified flow of the coupling x0 = A z has zero loss on its pairs, not on fresh noise.
     z = torch.randn(64, 2, generator=g(3))
@@ -121,13 +122,13 @@ def test_trainer_retrains_on_pairs(tmp_path):
     torch.manual_seed(0)
     m = genlab.create("flow", **SMALL).eval()
     data = reflow_splits(m, 64, 16, steps=3, generator=g())
-    assert isinstance(data.train, PairedDataset) and len(data.train) == 64 and len(data.test) == 16
-    cfg = TrainConfig(steps=2, batch_size=32, lr=1e-3, warmup=1, eval_batches=1, num_samples=8, device="cpu")
+    assert set(data.train.extra) == {"noise"} and len(data.train) == 64 and len(data.test) == 16
+    cfg = TrainConfig(steps=2, batch_size=32, lr=1e-3, warmup=1, eval_examples=64, num_samples=8, device="cpu")
     t = Trainer(m, data, cfg, tmp_path / "run")
     t.show_progress = False
     seen = []
     loss = m.loss
-    m.loss = lambda batch, phase: seen.append(set(batch)) or loss(batch, phase)
+    m.loss = lambda batch, phase, ctx: seen.append(set(batch)) or loss(batch, phase, ctx)
     before = [p.clone() for p in m.parameters()]
     metrics = t.fit()
     assert all(s == {"x", "noise"} for s in seen) and len(seen) >= 2

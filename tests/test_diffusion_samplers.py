@@ -270,8 +270,10 @@ def test_bad_input() -> None:
         make_sigmas("karras", 0, EDMSchedule())
     with pytest.raises(UserError, match="sigma_min=80, sigma_max=1: need 0 < sigma_min < sigma_max"):
         make_sigmas("karras", 10, sigma_min=80, sigma_max=1)
-    with pytest.raises(UserError, match="sigma_min=0.0"):
+    with pytest.raises(UserError, match="karras grid needs sigma_min > 0.*use grid=uniform_t"):
         make_sigmas("karras", 10, FlowSchedule())
+    with pytest.raises(UserError, match="rho=0: the Karras grid needs rho > 0"):
+        make_sigmas("karras", 10, EDMSchedule(), rho=0)
     with pytest.raises(UserError, match="unknown sigma grid 'cosine'; choose one of: karras, ddpm, uniform_t"):
         make_sigmas("cosine", 10, VP)
     with pytest.raises(UserError, match="needs a VP schedule"):

@@ -5,7 +5,7 @@ import torch
 
 import genlab
 from genlab.errors import UserError
-from genlab.model import GenerativeModel
+from genlab.model import Model
 
 
 def test_image_vae_shapes_and_bits_per_dim_bound():
@@ -48,7 +48,7 @@ def test_save_and_load_round_trip(tmp_path):
     with torch.no_grad():
         m.decoder.fc.bias.add_(0.5)
     m.save_pretrained(tmp_path / "m")
-    m2 = GenerativeModel.from_pretrained(tmp_path / "m")
+    m2 = Model.from_pretrained(tmp_path / "m")
     assert m2.config == m.config and m2.name == "vae"
     for (k, v), (k2, v2) in zip(m.state_dict().items(), m2.state_dict().items()):
         assert k == k2 and torch.equal(v, v2)

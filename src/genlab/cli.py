@@ -6,6 +6,7 @@ Every mistake a user can make ends as one line ``error: <what to fix>`` and exit
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import NoReturn, Sequence
@@ -36,17 +37,18 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("model", help="model name (see 'genlab list')")
     t.add_argument("overrides", nargs="*", metavar="key=value", help="model or training option")
     t.add_argument("--recipe", help="YAML file of key: value options (command-line options win)")
-    t.add_argument("--data", default="mnist5k", help="built-in data set name or a path (folder, .npz, IDX, CIFAR-10)")
+    t.add_argument("--data", help="built-in data set name or a path (folder, .npz, IDX, CIFAR-10); default mnist5k")
     budget = t.add_mutually_exclusive_group()
-    budget.add_argument("--steps", type=_positive_int, help="training steps")
-    budget.add_argument("--time-budget", help="stop after this long: 300, 90s, 5m, 1h")
+    budget.add_argument("--steps", type=_positive_int, help="training steps (on --resume: the new total)")
+    budget.add_argument("--time-budget", help="stop after this long: 300, 90s, 5m, 1h (on --resume: this much more)")
     t.add_argument("--batch-size", type=_positive_int)
     t.add_argument("--lr", type=float)
     t.add_argument("--seed", type=int)
     t.add_argument("--image-size", type=_positive_int, help="resize images to N x N")
     t.add_argument("--out", help="run folder (default runs/MODEL)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
-    t.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
+    t.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CPU and CUDA)")
+    t.add_argument("--fp16", action="store_true", help="float16 autocast with a gradient scaler (CUDA)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     s = sub.add_parser("sample", help="draw samples from a trained model")
@@ -74,31 +76,46 @@ def cmd_train(args: argparse.Namespace) -> None:
     from genlab.config import load_yaml, parse_key_values
     from genlab.train.config import parse_duration
     from genlab.train.run import describe, start_run
+    from genlab.train.trainer import UNBOUNDED
 
     overrides: dict[str, object] = load_yaml(args.recipe) if args.recipe else {}
     overrides.update(parse_key_values(args.overrides))
     flags = {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed}
     overrides.update({k: v for k, v in flags.items() if v is not None})
-    if args.time_budget is not None:
-        overrides["time_budget"] = parse_duration(args.time_budget)
-        overrides.setdefault("steps", 10**9)
-    if args.bf16:
-        overrides["bf16"] = True
+    budget = parse_duration(args.time_budget) if args.time_budget is not None else None
+    if budget is not None:
+        overrides["time_budget"] = budget
+        if not args.resume:
+            overrides.setdefault("steps", UNBOUNDED)
+    for flag in ("bf16", "fp16"):
+        if getattr(args, flag):
+            overrides[flag] = True
     out = Path(args.out or f"runs/{args.model}")
     trainer = start_run(args.model, args.data, out, overrides, image_size=args.image_size, resume=args.resume)
     if args.no_progress:
         trainer.show_progress = False
-    print(describe(trainer), file=sys.stderr)
+    if trainer.main:
+        print(describe(trainer), file=sys.stderr)
+        if args.resume and budget is not None:
+            total = trainer.cfg.time_budget
+            print(f"resuming after {total - budget:.0f} s of training: --time-budget {args.time_budget} is this "
+                  f"invocation's, so training stops at {total:.0f} s in all", file=sys.stderr)
     metrics = trainer.fit(resume=args.resume)
+    if not trainer.main:
+        return
     summary = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
-    print(f"done: {out}/ ({summary})")
+    stop = ""
+    if metrics["stopped_by"] == "time_budget" and "steps_target" in metrics:
+        stop = (f"; the {trainer.cfg.time_budget:.0f} s time budget ended training at step {metrics['steps']} of "
+                f"{metrics['steps_target']}")
+    print(f"done: {out}/{stop} ({summary})")
 
 
 def cmd_sample(args: argparse.Namespace) -> None:
     import numpy as np
     import torch
 
-    from genlab.report.grid import class_columns, save_samples
+    from genlab.report.grid import class_columns, picture_problem, save_samples
     from genlab.train.run import load_run_model
     from genlab.train.trainer import resolve_device
 
@@ -106,6 +123,11 @@ def cmd_sample(args: argparse.Namespace) -> None:
     if out.suffix not in (".png", ".npz"):
         raise UserError(f"--out {args.out!r}: use a .png (picture) or .npz (raw samples) file name")
     model = load_run_model(args.path, device=resolve_device(args.device)).eval()
+    if not model.can("sample"):
+        raise UserError(f"model {model.name!r} does not sample (it can: {', '.join(model.capabilities()) or 'nothing'})")
+    problem = picture_problem(tuple(model.config.data_shape))
+    if out.suffix == ".png" and problem:
+        raise UserError(problem)
     names = ("batch_size", "sampler", "steps", "grid", "spacing", "eta", "S_churn", "guidance")
     options = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
     if args.label is not None:
@@ -125,9 +147,10 @@ def cmd_list(args: argparse.Namespace) -> None:
     from genlab.data import DATASETS
     from genlab.registry import MODELS
 
-    print("models:")
+    print("models (what each can do beyond training):")
     for name in MODELS.names():
-        print(f"  {name:<14} {MODELS.help(name)}")
+        cls, _ = MODELS.get(name)
+        print(f"  {name:<14} {MODELS.help(name)} [{', '.join(cls.capabilities())}]")
     print("data sets (or a path: image folder, .npz, MNIST IDX, CIFAR-10 batches):")
     for name in DATASETS.names():
         print(f"  {name:<14} {DATASETS.help(name)}")
@@ -146,7 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         {"train": cmd_train, "sample": cmd_sample, "list": cmd_list}[args.command](args)
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun every rank fails alike: rank 0 says why
+            print(f"error: {e}", file=sys.stderr)
         return 2
     return 0
 

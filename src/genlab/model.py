@@ -1,43 +1,102 @@
 """The common model interface every genlab family implements (see docs/architecture.md).
 
 A model is an ``nn.Module`` built from a config dataclass. It owns its mathematics only:
-``phases()`` says which parameters each optimizer updates, ``loss(batch, phase)`` returns the
-objective, and ``sample`` / ``log_prob`` / ``encode`` expose what the family can do. The trainer
-owns every mechanic (optimizers, AMP, EMA, checkpoints), so a new family needs no trainer change.
+``phases()`` says which parameters each optimizer updates and how (:class:`Phase`),
+``loss(batch, phase, ctx)`` returns the objective, and ``sample`` / ``log_prob`` / ``encode`` /
+``encode_text`` / ``reconstruct`` expose what the family can do (declared by overriding them).
+Optional hooks cover what families need from training without touching the trainer:
+``init_from_data`` (ActNorm, k-means codebooks), ``after_update`` (weight clipping, clamps, code
+restarts), ``ema_modules`` (a GAN's generator), ``augment`` (seeded batch transforms) and
+``eval_step`` (the family's own test metrics). The trainer owns every mechanic.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar, Union
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from genlab.atomic import recover_dir, replace_dir, temp_dir_for, write_json
 from genlab.config import apply_overrides, to_dict
 from genlab.errors import UserError
+from genlab.nn.random import RowRandom
 from genlab.registry import MODELS
+from genlab.weights import load_weights, save_weights
+
+CAPABILITIES = ("sample", "log_prob", "encode", "encode_text", "reconstruct")
+OPTIMIZERS = ("adamw", "adam", "rmsprop", "sgd")
 
 
 @dataclass
 class Phase:
-    """One optimizer's update: ``steps`` consecutive updates of ``parameters`` per round."""
+    """One optimizer's update: ``steps`` consecutive updates of ``parameters`` per round.
+
+    Optimizer settings left as None come from the run's ``TrainConfig`` (``optimizer``, ``lr``,
+    ``beta1``/``beta2``, ``momentum``, ``weight_decay``, ``grad_clip``); ``lr`` is absolute, or
+    ``lr_scale`` times the run's ``lr``. Weight decay skips norms, biases (every tensor with
+    ndim <= 1) and the names in ``Model.no_weight_decay()``, as timm does. ``param_lr_scale``
+    maps a parameter's name to a multiplier of the phase's lr (layer-wise lr decay). A user
+    overrides any of these with ``<phase name>.<field>=value``.
+    """
 
     name: str
     parameters: list[nn.Parameter]
     steps: int = 1
+    optimizer: str | None = None  # adamw | adam | rmsprop | sgd
+    lr: float | None = None
+    lr_scale: float = 1.0
+    betas: tuple[float, float] | None = None
+    momentum: float | None = None
+    weight_decay: float | None = None
+    grad_clip: float | None = None
+    param_lr_scale: Callable[[str], float] | None = None
+
+    def validate(self) -> None:
+        where = f"phase {self.name!r}"
+        if self.steps < 1:
+            raise UserError(f"{where}: steps={self.steps} must be >= 1")
+        if self.optimizer is not None and self.optimizer not in OPTIMIZERS:
+            raise UserError(f"{where}: optimizer={self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+        if (self.lr is not None and self.lr <= 0) or self.lr_scale <= 0:
+            raise UserError(f"{where}: lr={self.lr}, lr_scale={self.lr_scale}: must be > 0")
+        if self.betas is not None and not all(0 <= b < 1 for b in self.betas):
+            raise UserError(f"{where}: betas={self.betas}: each must be in [0, 1)")
+        for name in ("momentum", "weight_decay", "grad_clip"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise UserError(f"{where}: {name}={value} must be >= 0")
+
+
+# Phase fields a user may set as ``<phase>.<field>=value``.
+PHASE_OPTIONS = ("steps", "optimizer", "lr", "lr_scale", "betas", "momentum", "weight_decay", "grad_clip")
+
+
+@dataclass(frozen=True)
+class Context:
+    """What one update's loss may use besides the batch: training progress and randomness.
+
+    ``step`` counts the rounds done before this one, ``fraction`` the share of training done
+    (by steps or by time budget), ``repeat`` which of the phase's ``steps`` updates this is.
+    ``random`` is where the loss draws its noise (``genlab.nn.random``): the trainer passes a
+    :class:`~genlab.nn.random.RowRandom`, so that noise does not depend on how the batch is split
+    across processes; None (direct calls) means torch's global RNG.
+    """
+
+    step: int = 0
+    fraction: float = 0.0
+    repeat: int = 0
+    random: Union[None, torch.Generator, RowRandom] = None
 
 
 @dataclass
 class ModelConfig:
-    """Fields every model config has; the trainer fills them from the data set.
+    """Fields every model config has; :func:`data_fields` fills them from a data set.
 
     ``data_shape`` is one example's shape, (C, H, W) for images or (D,) for vectors;
     ``num_classes`` > 0 enables class conditioning where the family supports it; ``bins`` is the
@@ -58,21 +117,32 @@ class ModelConfig:
             raise UserError(f"bins={self.bins}: use 0 for continuous data or >= 2 levels")
 
 
-class GenerativeModel(nn.Module):
-    """Base class: config handling, capabilities, and ``save_pretrained`` / ``from_pretrained``."""
+def data_fields(data: Any) -> dict[str, Any]:
+    """The model fields a data set determines: ``data_shape``, ``num_classes``, ``bins``.
+
+    ``data`` is a ``Dataset`` or ``Splits`` (its training split). The CLI and
+    ``create(name, data=...)`` both use this, so a model is the same from Python and from the CLI.
+    """
+    train = getattr(data, "train", data)
+    return {"data_shape": tuple(train.shape), "num_classes": train.num_classes, "bins": train.bins}
+
+
+class Model(nn.Module):
+    """Base class of every model, generative or not: config, capabilities, hooks, persistence."""
 
     config_class: ClassVar[type[ModelConfig]] = ModelConfig
-    name: str = "model"
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
+        self.name: str | None = registered_name(type(self))
 
     # -- what a family implements -------------------------------------------------------------
     def phases(self) -> list[Phase]:
         return [Phase("main", [p for p in self.parameters() if p.requires_grad])]
 
-    def loss(self, batch: dict[str, Tensor], phase: str) -> dict[str, Tensor]:
+    def loss(self, batch: dict[str, Tensor], phase: str, ctx: Context = Context()) -> dict[str, Tensor]:
+        """``{"loss": scalar to minimise, **other scalars to log}`` for one update of ``phase``."""
         raise NotImplementedError
 
     def sample(self, n: int, *, generator: torch.Generator | None = None, **kw: Any) -> Tensor:
@@ -85,9 +155,58 @@ class GenerativeModel(nn.Module):
     def encode(self, x: Tensor) -> Tensor:
         raise UserError(f"model {self.name!r} has no encoder")
 
+    def encode_text(self, tokens: Tensor) -> Tensor:
+        raise UserError(f"model {self.name!r} has no text encoder")
+
+    def reconstruct(self, x: Tensor) -> Tensor:
+        raise UserError(f"model {self.name!r} does not reconstruct its input")
+
+    # -- optional hooks -------------------------------------------------------------------------
+    def init_from_data(self, batch: dict[str, Tensor]) -> None:
+        """Called once before training (not on resume) with a training batch, before the EMA copy."""
+
+    def after_update(self, phase: str, ctx: Context) -> None:
+        """Called after every applied optimizer step of ``phase`` (skipped steps are not)."""
+
+    def ema_modules(self) -> list[nn.Module]:
+        """The modules whose parameters the EMA averages; the rest of the EMA copy follows the
+        trained weights. Default: the whole model."""
+        return [self]
+
+    def no_weight_decay(self) -> set[str]:
+        """Parameter names (or their last component) exempt from weight decay, e.g. ``pos_embed``."""
+        return set()
+
+    def augment(self, batch: dict[str, Tensor], random: RowRandom) -> dict[str, Tensor]:
+        """Training-time batch transforms drawn from ``random`` (saved with checkpoints). Identity."""
+        return batch
+
+    def eval_step(self, batch: dict[str, Tensor], ctx: Context) -> dict[str, Tensor]:
+        """Test metrics of one batch: tensors of shape (B,) per example or scalar means of it.
+
+        Default: every phase's loss terms (prefixed ``phase/`` when there are several) and, where
+        the family has one, ``log_prob`` (from ``ctx.random`` when it is a generator).
+        """
+        names = [p.name for p in self.phases()]
+        out: dict[str, Tensor] = {}
+        for name in names:
+            prefix = f"{name}/" if len(names) > 1 else ""
+            out.update({prefix + k: v for k, v in self.loss(batch, name, ctx).items()})
+        if self.can("log_prob"):
+            g = ctx.random if isinstance(ctx.random, torch.Generator) else None
+            out["log_prob"] = self.log_prob(batch["x"], generator=g)
+        return out
+
+    # -- capabilities ----------------------------------------------------------------------------
+    @classmethod
+    def capabilities(cls) -> list[str]:
+        """What this class implements, of ``sample``, ``log_prob``, ``encode``, ``encode_text``, ``reconstruct``."""
+        return [c for c in CAPABILITIES if getattr(cls, c) is not getattr(Model, c)]
+
     def can(self, capability: str) -> bool:
-        """Whether this family implements ``sample``, ``log_prob`` or ``encode``."""
-        return getattr(type(self), capability) is not getattr(GenerativeModel, capability)
+        if capability not in CAPABILITIES:
+            raise ValueError(f"unknown capability {capability!r}; one of {', '.join(CAPABILITIES)}")
+        return capability in self.capabilities()
 
     @property
     def device(self) -> torch.device:
@@ -97,20 +216,24 @@ class GenerativeModel(nn.Module):
     # -- persistence ---------------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path) -> None:
         """Write ``config.json`` and ``model.safetensors`` atomically (temp folder + rename)."""
+        if self.name is None or self.name not in MODELS:
+            raise UserError(f"{type(self).__name__} is not registered: decorate it with @register_model(name) "
+                            "so that from_pretrained can rebuild it")
         directory = Path(directory)
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
+        recover_dir(directory)
+        tmp = temp_dir_for(directory)
         try:
             write_json(tmp / "config.json", {"model": self.name, "config": to_dict(self.config)})
-            save_file(state_dict_for_save(self), str(tmp / "model.safetensors"))
+            save_weights(self, tmp / "model.safetensors")
             replace_dir(tmp, directory)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, map_location: str | torch.device = "cpu"):
-        """Rebuild a model saved by :meth:`save_pretrained` (any registered family)."""
+    def from_pretrained(cls, directory: str | Path, map_location: str | torch.device = "cpu") -> Model:
+        """Rebuild a model saved by :meth:`save_pretrained`; it must be a ``cls`` (any family from ``Model``)."""
         directory = Path(directory)
+        recover_dir(directory)
         cfg_path, weights = directory / "config.json", directory / "model.safetensors"
         if not cfg_path.is_file() or not weights.is_file():
             raise UserError(
@@ -118,37 +241,19 @@ class GenerativeModel(nn.Module):
             )
         meta = json.loads(cfg_path.read_text())
         model = create(meta["model"], **meta["config"])
-        model.load_state_dict(load_file(str(weights), device=str(map_location)))
+        if not isinstance(model, cls):
+            raise UserError(f"{str(directory)!r} holds a {meta['model']!r} model ({type(model).__name__}), "
+                            f"not a {cls.__name__}")
+        load_weights(model, weights, map_location)
         return model.to(map_location)
 
 
-def state_dict_for_save(module: nn.Module) -> dict[str, Tensor]:
-    """A state dict safetensors accepts: contiguous tensors, shared storage cloned apart."""
-    out, seen = {}, set()
-    for k, v in module.state_dict().items():
-        key = (v.untyped_storage().data_ptr(), v.storage_offset(), tuple(v.shape))
-        out[k] = v.detach().clone().contiguous() if key in seen else v.detach().contiguous()
-        seen.add(key)
-    return out
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Write JSON and fsync it, so that a later rename publishes complete contents."""
-    with open(path, "w") as f:
-        json.dump(data, f, indent=2)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def replace_dir(src: Path, dst: Path) -> None:
-    """Publish folder ``src`` at ``dst`` with an atomic rename (an old ``dst`` is replaced)."""
-    if dst.exists():
-        old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
-        os.rename(dst, old)
-        os.rename(src, dst)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(src, dst)
+def registered_name(cls: type) -> str | None:
+    """The first name ``cls`` is registered under (None if it is not registered)."""
+    for name in MODELS.names():
+        if MODELS.get(name)[0] is cls:
+            return name
+    return None
 
 
 def register_model(name: str, help: str = "", **defaults: Any):
@@ -165,10 +270,15 @@ def register_model(name: str, help: str = "", **defaults: Any):
     return deco
 
 
-def create(name: str, **overrides: Any) -> GenerativeModel:
-    """Build a registered model: ``genlab.create("vae", data_shape=(1, 28, 28))``."""
+def create(name: str, *, data: Any = None, **overrides: Any) -> Model:
+    """Build a registered model: ``genlab.create("edm", data=splits, channels=32)``.
+
+    ``data`` (a ``Dataset`` or ``Splits``) fills ``data_shape``, ``num_classes`` and ``bins``
+    (:func:`data_fields`); explicit ``overrides`` win.
+    """
     cls, defaults = MODELS.get(name)
-    cfg = apply_overrides(cls.config_class(), {**defaults, **overrides})
+    fields = data_fields(data) if data is not None else {}
+    cfg = apply_overrides(cls.config_class(), {**defaults, **fields, **overrides})
     model = cls(cfg)
     model.name = name
     return model
@@ -178,3 +288,4 @@ def config_fields(name: str) -> dict[str, Any]:
     """The resolved default config of a registered model, as a dict."""
     cls, defaults = MODELS.get(name)
     return dataclasses.asdict(apply_overrides(cls.config_class(), defaults))
+

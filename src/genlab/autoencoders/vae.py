@@ -16,9 +16,9 @@ import torch
 from torch import Tensor, nn
 
 from genlab.errors import UserError
-from genlab.model import GenerativeModel, ModelConfig, register_model
+from genlab.model import Context, Model, ModelConfig, register_model
 from genlab.nn.distributions import discretized_logistic_log_prob, gaussian_log_prob
-from genlab.nn.random import randn
+from genlab.nn.random import Source, randn
 
 
 @dataclass
@@ -90,7 +90,7 @@ class ConvDecoder(nn.Module):
 
 
 @register_model("vae", help="variational autoencoder (conv for images, MLP for vectors); ELBO")
-class VAE(GenerativeModel):
+class VAE(Model):
     """Gaussian-latent VAE whose decoder predicts a mean and a log-scale per element."""
 
     config_class = VAEConfig
@@ -124,15 +124,15 @@ class VAE(GenerativeModel):
             lp = gaussian_log_prob(x, mean, log_scale)
         return lp.flatten(1).sum(dim=1)
 
-    def elbo_terms(self, x: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    def elbo_terms(self, x: Tensor, generator: Source = None) -> tuple[Tensor, Tensor]:
         """Per-example reconstruction log-likelihood log p(x|z) and KL(q(z|x) || p(z)), in nats."""
         mu, logvar = self.posterior(x)
         z = mu + (0.5 * logvar).exp() * randn(tuple(mu.shape), generator, mu.device)  # reparameterization
         kl = 0.5 * (mu**2 + logvar.exp() - 1.0 - logvar).sum(dim=1)  # KL(N(mu, s^2) || N(0, I))
         return self.log_px(x, *self.decode(z)), kl
 
-    def loss(self, batch: dict[str, Tensor], phase: str) -> dict[str, Tensor]:
-        rec, kl = self.elbo_terms(batch["x"])
+    def loss(self, batch: dict[str, Tensor], phase: str, ctx: Context = Context()) -> dict[str, Tensor]:
+        rec, kl = self.elbo_terms(batch["x"], ctx.random)
         loss = -(rec - self.config.beta * kl).mean() / self.dims
         return {"loss": loss, "rec": -rec.mean() / self.dims, "kl": kl.mean(), "nll_bound": -(rec - kl).mean() / self.dims}
 

@@ -1,4 +1,4 @@
-"""In-memory data sets: one tensor of examples, optional labels, and what the values mean."""
+"""In-memory data sets: named per-example tensors (examples, labels, anything paired) and what the values mean."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from genlab.errors import UserError
 
 @dataclass
 class Dataset:
-    """Examples ``x`` (float32; images (N, C, H, W) in [-1, 1], vectors (N, D)) and labels ``y``.
+    """Examples ``x`` (float32; images (N, C, H, W) in [-1, 1], vectors (N, D)), labels ``y``,
+    and ``extra`` named tensors paired with each example (caption tokens, the noise a reflow
+    sample came from, ...). A batch is the dict ``{"x", "y" (if labelled), **extra}``.
 
     ``bins`` is 256 for 8-bit data (pixel v stored as v / 127.5 - 1) and 0 for continuous data;
     ``classes`` names the labels (empty when unlabelled).
@@ -23,6 +25,7 @@ class Dataset:
     y: Tensor | None = None
     classes: list[str] = field(default_factory=list)
     bins: int = 0
+    extra: dict[str, Tensor] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.x.dim() not in (2, 4):
@@ -38,6 +41,11 @@ class Dataset:
             raise UserError(
                 f"data set {self.name!r}: {len(self.y)} labels for {len(self.x)} examples"
             )
+        for key, value in self.extra.items():
+            if key in ("x", "y"):
+                raise UserError(f"data set {self.name!r}: extra field {key!r} would shadow the examples or labels")
+            if len(value) != len(self.x):
+                raise UserError(f"data set {self.name!r}: {len(value)} values of {key!r} for {len(self.x)} examples")
 
     @property
     def kind(self) -> str:
@@ -57,13 +65,15 @@ class Dataset:
 
     def subset(self, index: Tensor) -> "Dataset":
         y = None if self.y is None else self.y[index]
-        return Dataset(self.name, self.x[index], y, list(self.classes), self.bins)
+        extra = {k: v[index] for k, v in self.extra.items()}
+        return Dataset(self.name, self.x[index], y, list(self.classes), self.bins, extra)
 
     def batch(self, index: Tensor) -> dict[str, Tensor]:
-        """The training batch for ``index``: ``{"x": ..., "y": ...}`` (``y`` only if labelled)."""
+        """The batch for ``index``: ``{"x": ..., "y": ..., **extra}`` (``y`` only if labelled)."""
         out = {"x": self.x[index]}
         if self.y is not None:
             out["y"] = self.y[index]
+        out.update({k: v[index] for k, v in self.extra.items()})
         return out
 
 

@@ -115,4 +115,4 @@ def resize_dataset(ds: Dataset, size: int) -> Dataset:
         step = 2.0 / (ds.bins - 1)
         x = np.rint((x + 1.0) / step) * step - 1.0
     x = torch.from_numpy(x.astype(np.float32)).reshape(n, c, size, size)
-    return Dataset(ds.name, x, ds.y, list(ds.classes), ds.bins)
+    return Dataset(ds.name, x, ds.y, list(ds.classes), ds.bins, dict(ds.extra))

@@ -3,12 +3,12 @@
 from genlab.diffusion.denoiser import Denoiser, guided
 from genlab.diffusion.likelihood import ode_log_likelihood
 from genlab.diffusion.model import DiffusionConfig, DiffusionModel
-from genlab.diffusion.reflow import PairedDataset, reflow_pairs, reflow_splits
+from genlab.diffusion.reflow import reflow_pairs, reflow_splits
 from genlab.diffusion.samplers import SAMPLERS, NFECounter, PerSampleNoise, get_sampler, make_sigmas
 from genlab.diffusion.schedules import make_schedule
 
 __all__ = [
     "SAMPLERS", "Denoiser", "DiffusionConfig", "DiffusionModel", "NFECounter", "PerSampleNoise",
-    "PairedDataset", "get_sampler", "guided", "make_schedule", "make_sigmas", "ode_log_likelihood",
+    "get_sampler", "guided", "make_schedule", "make_sigmas", "ode_log_likelihood",
     "reflow_pairs", "reflow_splits",
 ]

@@ -25,19 +25,19 @@ from torch import Tensor
 from genlab.diffusion.denoiser import Denoiser, append_dims
 from genlab.diffusion.schedules import Schedule, VPSchedule
 from genlab.errors import UserError
-from genlab.nn.random import rand, randn
+from genlab.nn.random import Source, rand, randint, randn
 
 
 class SigmaSampler(Protocol):
     """Draws n training noise levels: ``sampler(n, device=..., dtype=..., generator=...) -> (n,)``.
 
-    A ``generator`` is a CPU generator: draws happen on the CPU and move to ``device``
-    (``genlab.nn.random``), so a seed gives the same sigmas on every device.
+    ``generator`` is a random source of ``genlab.nn.random`` (None, a CPU generator, or the
+    trainer's ``RowRandom``), so a seed gives the same sigmas on every device and world size.
     """
 
     def __call__(
         self, n: int, *, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32,
-        generator: torch.Generator | None = None,
+        generator: Source = None,
     ) -> Tensor: ...
 
 
@@ -51,12 +51,9 @@ class UniformDiscreteT:
 
     def __call__(
         self, n: int, *, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32,
-        generator: torch.Generator | None = None,
+        generator: Source = None,
     ) -> Tensor:
-        if generator is None:
-            i = torch.randint(0, self.schedule.T, (n,), device=device)
-        else:
-            i = torch.randint(0, self.schedule.T, (n,), generator=generator).to(device)
+        i = randint(self.schedule.T, (n,), generator, device or "cpu")
         return self.schedule.log_sigmas(i.device)[i].exp().to(dtype)
 
 
@@ -73,7 +70,7 @@ class UniformT:
 
     def __call__(
         self, n: int, *, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32,
-        generator: torch.Generator | None = None,
+        generator: Source = None,
     ) -> Tensor:
         lo, hi = self.schedule.t_min + self.t_eps, self.schedule.t_max
         u = rand((n,), generator, device or "cpu", torch.float64)
@@ -90,7 +87,7 @@ class LogNormalSigma:
 
     def __call__(
         self, n: int, *, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32,
-        generator: torch.Generator | None = None,
+        generator: Source = None,
     ) -> Tensor:
         z = randn((n,), generator, device or "cpu", dtype)
         return (z * self.P_std + self.P_mean).exp()  # ln sigma = P_mean + P_std z
@@ -116,11 +113,11 @@ def get_weighting(name: str) -> Weighting:
 
 def diffusion_loss(
     denoiser: Denoiser, x0: Tensor, sigma_sampler: SigmaSampler, weighting: str | Weighting,
-    class_labels: Tensor | None = None, generator: torch.Generator | None = None, noise: Tensor | None = None,
+    class_labels: Tensor | None = None, generator: Source = None, noise: Tensor | None = None,
 ) -> Tensor:
     """Per-example lambda(sigma) ||D(x0 + sigma n; sigma) - x0||^2, mean over dims (EDM eq. 2, 8).
 
-    sigma is drawn first, then n, both from the CPU ``generator`` when given. ``noise`` fixes n
+    sigma is drawn first, then n, both from the random source ``generator`` when given. ``noise`` fixes n
     instead (reflow: the noise paired with x0 by an ODE, Liu et al. 2022).
     """
     weight = get_weighting(weighting) if isinstance(weighting, str) else weighting

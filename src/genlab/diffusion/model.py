@@ -18,11 +18,11 @@ from torch import Tensor, nn
 from genlab.diffusion.denoiser import PARAMETERIZATIONS, Denoiser, guided
 from genlab.diffusion.likelihood import ode_log_likelihood
 from genlab.diffusion.losses import LogNormalSigma, UniformDiscreteT, UniformT, diffusion_loss, get_weighting
-from genlab.diffusion.samplers import GRIDS, NFECounter, PerSampleNoise, get_sampler, make_sigmas
+from genlab.diffusion.samplers import GRIDS, SPACINGS, NFECounter, PerSampleNoise, get_sampler, make_sigmas
 from genlab.diffusion.schedules import SCHEDULES, VPSchedule, make_schedule
 from genlab.errors import UserError
 from genlab.metrics.likelihood import dequantize, discrete_log_prob
-from genlab.model import GenerativeModel, ModelConfig, register_model
+from genlab.model import Context, Model, ModelConfig, register_model
 from genlab.nn.embeddings import drop_labels
 from genlab.nn.mlp import MLPDenoiser, MLPDenoiserConfig
 from genlab.nn.unet import UNet, UNetConfig
@@ -67,7 +67,7 @@ class DiffusionConfig(ModelConfig):
     def validate(self) -> None:
         super().validate()
         choices = {"schedule": SCHEDULES, "parameterization": PARAMETERIZATIONS, "noise_level": NOISE_LEVELS,
-                   "grid": GRIDS, "vp_kind": ("linear", "cosine")}
+                   "grid": GRIDS, "spacing": SPACINGS, "vp_kind": ("linear", "cosine")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise UserError(f"{name}={getattr(self, name)!r}: choose one of {', '.join(allowed)}")
@@ -77,6 +77,11 @@ class DiffusionConfig(ModelConfig):
             raise UserError(f"sigma_min={self.sigma_min}, sigma_max={self.sigma_max}: need 0 < sigma_min < sigma_max")
         if self.sample_steps < 1:
             raise UserError(f"sample_steps={self.sample_steps}: must be >= 1")
+        if not self.rho > 0:
+            raise UserError(f"rho={self.rho}: must be > 0 (EDM uses 7)")
+        if self.guidance != 1.0 and self.num_classes == 0:
+            raise UserError(f"guidance={self.guidance} needs a class-conditional model: train on labelled data "
+                            "(num_classes > 0) or leave guidance=1")
         if not 0 <= self.label_dropout < 1:
             raise UserError(f"label_dropout={self.label_dropout}: must be in [0, 1)")
         if self.noise_level == "discrete_t" and self.schedule != "vp":
@@ -85,7 +90,7 @@ class DiffusionConfig(ModelConfig):
             raise UserError(f"data_shape={self.data_shape}: diffusion takes (D,) vectors or (C, H, W) images")
 
 
-class DiffusionModel(GenerativeModel):
+class DiffusionModel(Model):
     """Network + preconditioning in sigma-space; training objective and sampler chosen by config."""
 
     config_class = DiffusionConfig
@@ -109,6 +114,7 @@ class DiffusionModel(GenerativeModel):
             self.sigma_sampler = UniformT(self.schedule)
         else:
             self.sigma_sampler = LogNormalSigma(c.P_mean, c.P_std)
+        self.sigmas()  # the default sampling grid must exist for this schedule: fail now, not after training
         self.last_nfe = 0
 
     @staticmethod
@@ -126,12 +132,13 @@ class DiffusionModel(GenerativeModel):
         return MLPDenoiser(cfg)
 
     # -- training -------------------------------------------------------------------------
-    def loss(self, batch: dict[str, Tensor], phase: str) -> dict[str, Tensor]:
+    def loss(self, batch: dict[str, Tensor], phase: str, ctx: Context = Context()) -> dict[str, Tensor]:
         labels = None
         if self.config.num_classes:
-            labels = drop_labels(batch["y"], self.config.label_dropout if self.training else 0.0, self.config.num_classes)
+            labels = drop_labels(batch["y"], self.config.label_dropout if self.training else 0.0, self.config.num_classes,
+                                 generator=ctx.random)
         loss = diffusion_loss(self.denoiser, batch["x"], self.sigma_sampler, self.config.weighting, labels,
-                              noise=batch.get("noise"))
+                              generator=ctx.random, noise=batch.get("noise"))
         return {"loss": loss.mean()}
 
     # -- sampling -------------------------------------------------------------------------

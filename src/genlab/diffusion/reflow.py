@@ -3,13 +3,12 @@
 A k-rectified flow maps noise z to x0 = ODE(z) deterministically. Training on the pairs with
 x_t = (1 - t) x0 + t z (sigma-space x = x0 + sigma z), i.e. the pair's z instead of fresh noise,
 gives the (k+1)-rectified flow: same marginals, straighter paths, so few Euler steps suffice.
-The pairs become a :class:`PairedDataset` whose batches carry ``"noise"``; ``DiffusionModel.loss``
-then uses it, so the standard ``Trainer`` does the retraining unchanged.
+The pairs become a ``Dataset`` with the extra field ``"noise"``, so batches carry it;
+``DiffusionModel.loss`` then uses it, and the standard ``Trainer`` does the retraining unchanged.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Iterator, NamedTuple
 
 import torch
@@ -22,26 +21,6 @@ from genlab.diffusion.schedules import FlowSchedule
 from genlab.errors import UserError
 
 ODE_SAMPLERS = ("euler", "heun")
-
-
-@dataclass(kw_only=True)
-class PairedDataset(Dataset):
-    """Examples ``x`` with the noise each one is coupled to; ``batch()`` also returns ``"noise"``."""
-
-    noise: Tensor
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.noise.shape != self.x.shape:
-            raise UserError(f"data set {self.name!r}: noise of shape {tuple(self.noise.shape)} for x of shape "
-                            f"{tuple(self.x.shape)}; they must match")
-
-    def subset(self, index: Tensor) -> PairedDataset:
-        y = None if self.y is None else self.y[index]
-        return PairedDataset(self.name, self.x[index], y, list(self.classes), self.bins, noise=self.noise[index])
-
-    def batch(self, index: Tensor) -> dict[str, Tensor]:
-        return {**super().batch(index), "noise": self.noise[index]}
 
 
 class Straightness(NamedTuple):
@@ -94,12 +73,12 @@ def reflow_splits(
     model: DiffusionModel, n_train: int, n_test: int, *, steps: int = 100, generator: torch.Generator | None = None,
     sampler: str = "euler", batch_size: int | None = None, name: str = "reflow",
 ) -> Splits:
-    """Train / test :class:`PairedDataset` (on the CPU) of ``n_train`` and ``n_test`` ODE pairs."""
+    """Train / test data sets (on the CPU) of ``n_train`` and ``n_test`` ODE pairs: ``x`` = x0, ``noise`` = z."""
     if n_train < 1 or n_test < 1:
         raise UserError(f"n_train={n_train}, n_test={n_test}: both must be >= 1")
     z, x = (t.cpu() for t in reflow_pairs(model, n_train + n_test, steps=steps, generator=generator,
                                            sampler=sampler, batch_size=batch_size))
-    part = lambda s: PairedDataset(name, x[s], noise=z[s])  # noqa: E731
+    part = lambda s: Dataset(name, x[s], extra={"noise": z[s]})  # noqa: E731
     return Splits(part(slice(0, n_train)), part(slice(n_train, None)))
 
 

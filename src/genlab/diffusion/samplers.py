@@ -221,6 +221,8 @@ def sigmas_karras(
     _check_steps(n)
     if not 0 < sigma_min < sigma_max:
         raise UserError(f"sigma_min={sigma_min}, sigma_max={sigma_max}: need 0 < sigma_min < sigma_max")
+    if not rho > 0:
+        raise UserError(f"rho={rho}: the Karras grid needs rho > 0 (EDM uses 7)")
     ramp = torch.linspace(0, 1, n, dtype=torch.float64, device=device)
     max_inv, min_inv = sigma_max ** (1 / rho), sigma_min ** (1 / rho)
     return _append_zero((max_inv + ramp * (min_inv - max_inv)) ** rho)
@@ -241,7 +243,10 @@ def ddpm_timesteps(T: int, steps: int, spacing: str = "leading") -> np.ndarray:
         return np.round(T - np.arange(steps) * (T / steps)).astype(np.int64) - 1
     if spacing == "linspace":
         return np.linspace(0, T - 1, steps).round()[::-1].astype(np.int64)
-    raise UserError(f"unknown timestep spacing {spacing!r}; choose one of: leading, trailing, linspace")
+    raise UserError(f"unknown timestep spacing {spacing!r}; choose one of: {', '.join(SPACINGS)}")
+
+
+SPACINGS: tuple[str, ...] = ("leading", "trailing", "linspace")
 
 
 def sigmas_ddpm(schedule: Schedule, steps: int, spacing: str = "leading") -> Tensor:
@@ -280,6 +285,9 @@ def make_sigmas(
         if schedule is not None:
             sigma_min = schedule.sigma_min if sigma_min is None else sigma_min
             sigma_max = min(KARRAS_SIGMA_MAX, schedule.sigma_max) if sigma_max is None else sigma_max
+            if not sigma_min > 0:
+                raise UserError(f"the karras grid needs sigma_min > 0, but the {type(schedule).__name__} starts at "
+                                "sigma = 0; use grid=uniform_t (or grid=ddpm for VP)")
         if sigma_min is None or sigma_max is None:
             raise UserError("the karras grid needs a schedule or both sigma_min and sigma_max")
         return sigmas_karras(steps, sigma_min, sigma_max, rho)

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genlab.errors import UserError
+from genlab.nn.random import Source, rand
 
 EmbeddingKind = Literal["positional", "fourier"]
 
@@ -89,15 +90,14 @@ class ClassEmbedding(nn.Module):
 
 
 def drop_labels(
-    labels: Tensor, p: float, num_classes: int, generator: torch.Generator | None = None
+    labels: Tensor, p: float, num_classes: int, generator: Source = None
 ) -> Tensor:
     """Replace each label by the null label ``num_classes`` with probability ``p`` (for CFG)."""
     if not 0.0 <= p <= 1.0:
         raise UserError(f"label dropout p={p}: must be in [0, 1]")
     if p == 0.0:
         return labels
-    device = generator.device if generator is not None else labels.device
-    u = torch.rand(labels.shape, generator=generator, device=device).to(labels.device)
+    u = rand(tuple(labels.shape), generator, labels.device)
     return torch.where(u < p, torch.full_like(labels, num_classes), labels)
 
 

@@ -1,4 +1,4 @@
-"""Sample pictures: an image grid (PIL) or a scatter plot of 2-D points (matplotlib)."""
+"""Sample pictures: an image grid (PIL), a scatter plot of 2-D points, a pair plot of vectors (matplotlib)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,10 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
+
+from genlab.errors import UserError
+
+PAIR_DIMS = 4  # a pair plot shows the first 4 dimensions of longer vectors
 
 
 def image_grid(x: Tensor, nrow: int | None = None, pad: int = 2) -> np.ndarray:
@@ -62,13 +66,58 @@ def class_columns(num_classes: int) -> int | None:
     return num_classes if 2 <= num_classes <= 16 else None
 
 
+def save_pairs(x: Tensor, path: str | Path, reference: Tensor | None = None, title: str = "") -> None:
+    """Pair plot of the first ``PAIR_DIMS`` dimensions: histograms on the diagonal, scatter off it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    d = min(x.shape[1], PAIR_DIMS)
+    p = x.detach().float().cpu().numpy()[:, :d]
+    r = None if reference is None else reference.detach().float().cpu().numpy()[:, :d]
+    fig, axes = plt.subplots(d, d, figsize=(2.2 * d + 0.6, 2.2 * d + 0.4), dpi=100, squeeze=False)
+    for i in range(d):
+        for j in range(d):
+            ax = axes[i, j]
+            if i == j:
+                if r is not None:
+                    ax.hist(r[:, i], bins=40, density=True, color="0.75", label="data")
+                ax.hist(p[:, i], bins=40, density=True, histtype="step", color="C0", label="samples")
+            else:
+                if r is not None:
+                    ax.scatter(r[:, j], r[:, i], s=1, c="0.8")
+                ax.scatter(p[:, j], p[:, i], s=2, c="C0")
+            if i == d - 1:
+                ax.set_xlabel(f"x{j}")
+            if j == 0:
+                ax.set_ylabel(f"x{i}")
+    shown = f"first {d} of {x.shape[1]} dimensions" if x.shape[1] > d else f"{d} dimension{'s' * (d > 1)}"
+    fig.suptitle(f"{title} ({shown}; grey: data, blue: samples)" if title else shown, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def picture_problem(shape: tuple[int, ...]) -> str | None:
+    """Why samples of one-example ``shape`` cannot be pictured, or None when they can."""
+    if len(shape) == 3 and shape[0] in (1, 3):
+        return None
+    if len(shape) == 1:
+        return None
+    return f"cannot picture samples of shape {tuple(shape)} (images need 1 or 3 channels); save them as .npz"
+
+
 def save_samples(
     x: Tensor, path: str | Path, reference: Tensor | None = None, title: str = "", nrow: int | None = None
 ) -> None:
-    """Images -> grid (``nrow`` columns); 2-D vectors -> scatter plot."""
+    """Images -> grid (``nrow`` columns); 2-D vectors -> scatter plot; other vectors -> pair plot."""
+    problem = picture_problem(tuple(x.shape[1:]))
+    if problem:
+        raise UserError(problem)
     if x.dim() == 4:
         save_image_grid(x, path, nrow)
-    elif x.dim() == 2 and x.shape[1] == 2:
+    elif x.shape[1] == 2:
         save_scatter(x, path, reference, title)
     else:
-        raise ValueError(f"cannot picture samples of shape {tuple(x.shape)}")
+        save_pairs(x, path, reference, title)

@@ -6,7 +6,7 @@ import base64
 import html
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 
 def plot_curves(log_path: Path, png: Path) -> bool:
@@ -17,7 +17,8 @@ def plot_curves(log_path: Path, png: Path) -> bool:
     import matplotlib.pyplot as plt
 
     rows = [json.loads(ln) for ln in log_path.read_text().splitlines() if ln] if log_path.is_file() else []
-    keys = [k for k in rows[0] if k not in ("step", "time", "lr", "spike", "nan_skipped", "grad_norm")] if rows else []
+    skip = ("step", "time", "spike", "nan_skipped")
+    keys = [k for k in rows[0] if k not in skip and k.rsplit("/", 1)[-1] not in ("lr", "grad_norm")] if rows else []
     if not keys:
         return False
     fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 2.8), dpi=100, squeeze=False)
@@ -37,9 +38,11 @@ def _img(path: Path) -> str:
     return f'<img src="data:image/png;base64,{data}" style="max-width:100%">'
 
 
-def write_report(run_dir: Path, metrics: dict[str, Any], title: str) -> Path:
-    """Write ``report.html`` (and ``curves.png``) in ``run_dir``."""
-    parts = [f"<h1>{html.escape(title)}</h1>", "<h2>Test metrics</h2><table>"]
+def write_report(run_dir: Path, metrics: dict[str, Any], title: str, notes: Sequence[str] = ()) -> Path:
+    """Write ``report.html`` (and ``curves.png``) in ``run_dir``; ``notes`` are shown first, as warnings."""
+    parts = [f"<h1>{html.escape(title)}</h1>"]
+    parts += [f'<p style="background:#fff3cd;padding:6px">Note: {html.escape(n)}</p>' for n in notes]
+    parts.append("<h2>Test metrics</h2><table>")
     parts += [f"<tr><td>{html.escape(k)}</td><td>{v:.5g}</td></tr>" if isinstance(v, float)
               else f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>" for k, v in metrics.items()]
     parts.append("</table>")

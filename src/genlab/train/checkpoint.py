@@ -3,16 +3,15 @@
 A checkpoint holds the model, EMA and optimizer tensors (safetensors) and the trainer state
 (JSON: step, data order, every RNG state). It is written into a temporary folder, every file is
 fsynced, and only then renamed to ``step_N``; a crash or SIGKILL mid-write leaves at worst a stale
-temporary folder, never a half-written ``step_N``. The last ``keep`` checkpoints are kept.
+temporary folder, never a half-written ``step_N``, and :func:`clean_checkpoints` removes such
+leftovers on the next start. The last ``keep`` checkpoints are kept.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,17 +19,12 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from genlab.atomic import fsync_dir, fsync_file, recover_dir, replace_dir, temp_dir_for, write_json
 from genlab.errors import UserError
-from genlab.model import replace_dir, state_dict_for_save, write_json
+from genlab.weights import load_weights, save_weights
 
 FILES = ("model.safetensors", "ema.safetensors", "optimizer.safetensors", "trainer.json")
 _STEP = re.compile(r"^step_(\d+)$")
-
-
-def _save_tensors(tensors: dict[str, Tensor], path: Path) -> None:
-    save_file(tensors, str(path))
-    with open(path, "rb+") as f:
-        os.fsync(f.fileno())
 
 
 def optimizer_to_flat(optimizers: dict[str, torch.optim.Optimizer]) -> tuple[dict[str, Tensor], dict]:
@@ -76,31 +70,32 @@ def save_checkpoint(
 ) -> Path:
     """Write ``ckpt_dir/step_{step}`` atomically and prune to the newest ``keep``."""
     ckpt_dir.mkdir(parents=True, exist_ok=True)
-    for stale in ckpt_dir.glob(".step_*.tmp-*"):
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".step_{step}.tmp-", dir=ckpt_dir))
+    clean_checkpoints(ckpt_dir)
+    final = ckpt_dir / f"step_{step}"
+    tmp = temp_dir_for(final)
     try:
-        _save_tensors(state_dict_for_save(model), tmp / "model.safetensors")
-        _save_tensors(state_dict_for_save(ema), tmp / "ema.safetensors")
+        save_weights(model, tmp / "model.safetensors")
+        save_weights(ema, tmp / "ema.safetensors")
         opt_tensors, opt_meta = optimizer_to_flat(optimizers)
-        _save_tensors(opt_tensors, tmp / "optimizer.safetensors")
+        save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
+        fsync_file(tmp / "optimizer.safetensors")
         write_json(tmp / "trainer.json", {**trainer_state, "optimizers": opt_meta})
-        final = ckpt_dir / f"step_{step}"
         replace_dir(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    _fsync_dir(ckpt_dir)
     for old in list_checkpoints(ckpt_dir)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
+    fsync_dir(ckpt_dir)
     return final
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def clean_checkpoints(ckpt_dir: Path) -> None:
+    """Remove what a killed writer left in ``ckpt_dir`` (temporary and displaced folders)."""
+    if not ckpt_dir.is_dir():
+        return
+    names = {re.sub(r"^\.(step_\d+)\.(tmp|old)-.*$", r"\1", p.name) for p in ckpt_dir.glob(".step_*")}
+    for name in names:
+        recover_dir(ckpt_dir / name)
 
 
 def list_checkpoints(ckpt_dir: Path) -> list[Path]:
@@ -132,8 +127,8 @@ def load_checkpoint(
     device: torch.device,
 ) -> dict[str, Any]:
     """Restore tensors in place; returns the trainer state."""
-    model.load_state_dict(load_file(str(path / "model.safetensors"), device=str(device)))
-    ema.load_state_dict(load_file(str(path / "ema.safetensors"), device=str(device)))
+    load_weights(model, path / "model.safetensors", device)
+    load_weights(ema, path / "ema.safetensors", device)
     state = json.loads((path / "trainer.json").read_text())
     optimizer_from_flat(optimizers, load_file(str(path / "optimizer.safetensors"), device=str(device)), state.pop("optimizers"))
     return state

@@ -47,16 +47,20 @@ class SpikeDetector:
 
 
 class NanGuard:
-    """Counts non-finite losses / gradients; raises after ``patience`` in a row."""
+    """Counts updates skipped for a non-finite loss or gradient; raises after ``patience`` in a row.
+
+    Called once per update, with the verdict on both the loss and the gradient norm, so a finite
+    loss cannot reset the count that its NaN gradient should add to.
+    """
 
     def __init__(self, patience: int) -> None:
         self.patience = patience
         self.total = 0
         self.in_a_row = 0
 
-    def check(self, value: float, step: int) -> bool:
-        """True if the step is finite (apply it); False to skip it."""
-        if math.isfinite(value):
+    def check(self, finite: bool, step: int) -> bool:
+        """Record one update (``finite``: loss and gradients were finite); returns ``finite``."""
+        if finite:
             self.in_a_row = 0
             return True
         self.total += 1

@@ -3,6 +3,10 @@
 ``start_run`` validates everything (data, model, settings) before it writes a single file, so a
 bad option never leaves a half-made run behind; ``load_run_model`` rebuilds a run's EMA model
 for sampling and evaluation.
+
+Resuming keeps the run's data and model. ``steps`` stays the run's total target (a larger value
+extends it); a time budget given on resume is this invocation's: it is added to the time the run
+has already trained (``docs/training.md``).
 """
 
 from __future__ import annotations
@@ -13,52 +17,56 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
 
+from genlab.atomic import write_text_atomic
 from genlab.config import apply_overrides, field_types, to_dict
 from genlab.data import load_dataset
-from genlab.data.dataset import Splits
 from genlab.errors import UserError
-from genlab.model import GenerativeModel, config_fields, create
+from genlab.model import Model, config_fields, create
 from genlab.train.checkpoint import latest_checkpoint
 from genlab.train.config import TrainConfig
+from genlab.train.distributed import world_from_env
 from genlab.train.trainer import Trainer
+from genlab.weights import load_weights
+
+DEFAULT_DATA = "mnist5k"
 
 RUN_FILE = "config.json"
 
 
 def split_overrides(model: str, overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Route ``key=value`` pairs to the model's config or the trainer's; unknown keys are errors."""
-    model_keys, train_keys = set(config_fields(model)), set(field_types(TrainConfig))
+    model_keys, train_keys = set(config_fields(model)), set(field_types(TrainConfig)) - {"phases"}
     to_model, to_train = {}, {}
     for key, value in overrides.items():
-        if key in train_keys:
+        phase, dot, option = key.partition(".")
+        if dot and phase and option:  # <phase>.<option>: checked against the model's phases by the trainer
+            to_train.setdefault("phases", {}).setdefault(phase, {})[option] = value
+        elif key in train_keys:
             to_train[key] = value
         elif key in model_keys:
             to_model[key] = value
         else:
             raise UserError(
                 f"unknown option {key!r} for model {model!r}; model options: {', '.join(sorted(model_keys))}; "
-                f"training options: {', '.join(sorted(train_keys))}"
+                f"training options: {', '.join(sorted(train_keys))}; phase options: PHASE.OPTION=value"
             )
     return to_model, to_train
 
 
-def _data_fields(data: Splits) -> dict[str, Any]:
-    train = data.train
-    return {"data_shape": train.shape, "num_classes": train.num_classes, "bins": train.bins}
-
-
 def start_run(
     model_name: str,
-    data: str,
+    data: str | None,
     out: str | Path,
     overrides: dict[str, Any],
     *,
     image_size: int | None = None,
     resume: bool = False,
 ) -> Trainer:
-    """Build (or reload, with ``resume``) a run's model, data and trainer; writes only ``config.json``."""
+    """Build (or reload, with ``resume``) a run's model, data and trainer; writes only ``config.json``.
+
+    ``data`` None means the run's data on resume and ``mnist5k`` otherwise.
+    """
     out = Path(out)
     run_file = out / RUN_FILE
     if resume:
@@ -67,22 +75,33 @@ def start_run(
         saved = json.loads(run_file.read_text())
         if saved["model"] != model_name:
             raise UserError(f"{str(out)!r} holds a {saved['model']!r} run, not {model_name!r}")
-        latest_checkpoint(out / "checkpoints")
+        ckpt = latest_checkpoint(out / "checkpoints")
+        for flag, given, kept in (("--data", data, saved["data"]), ("--image-size", image_size, saved["image_size"])):
+            if given is not None and given != kept:
+                raise UserError(f"{flag} {given} differs from the run's {kept}: a resumed run keeps its data; "
+                                f"leave {flag} out or start a new run with another --out")
         to_model, to_train = split_overrides(model_name, overrides)
         if to_model:
             raise UserError(f"cannot change model options when resuming: {', '.join(to_model)}")
+        if "time_budget" in to_train:  # this invocation's budget, on top of the time already trained
+            trained = json.loads((ckpt / "trainer.json").read_text())["elapsed"]
+            to_train["time_budget"] = trained + float(to_train["time_budget"])
         splits = load_dataset(saved["data"], image_size=saved["image_size"])
         model = create(model_name, **saved["model_config"])
-        train_cfg = apply_overrides(TrainConfig(), {**saved["train"], **to_train})
+        phases = {**saved["train"].get("phases", {})}
+        for name, options in to_train.pop("phases", {}).items():
+            phases[name] = {**phases.get(name, {}), **options}
+        train_cfg = apply_overrides(TrainConfig(), {**saved["train"], **to_train, "phases": phases})
         record = {**saved, "train": to_dict(train_cfg)}
     else:
         if (out / "checkpoints").exists():
             raise UserError(f"{str(out)!r} already holds a run; pass --resume to continue it or choose another --out")
+        data = DEFAULT_DATA if data is None else data
         to_model, to_train = split_overrides(model_name, overrides)
         train_cfg = apply_overrides(TrainConfig(), to_train)
         splits = load_dataset(data, image_size=image_size)
         torch.manual_seed(train_cfg.seed)
-        model = create(model_name, **{**_data_fields(splits), **to_model})
+        model = create(model_name, data=splits, **to_model)
         record = {
             "model": model_name,
             "model_config": to_dict(model.config),
@@ -90,27 +109,28 @@ def start_run(
             "image_size": image_size,
             "train": to_dict(train_cfg),
         }
-    trainer = Trainer(model, splits, train_cfg, out)
-    out.mkdir(parents=True, exist_ok=True)
-    run_file.write_text(json.dumps(record, indent=2))
+    trainer = Trainer(model, splits, train_cfg, out, world=world_from_env())
+    if trainer.main:
+        out.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(run_file, json.dumps(record, indent=2))
     return trainer
 
 
-def load_run_model(path: str | Path, device: str | torch.device = "cpu") -> GenerativeModel:
+def load_run_model(path: str | Path, device: str | torch.device = "cpu") -> Model:
     """The EMA model of a run folder (its final ``model/`` or latest checkpoint) or a saved model folder."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"{str(path)!r} does not exist; pass a run folder (runs/NAME) or a saved model folder")
     if (path / "model" / "config.json").is_file():
-        return GenerativeModel.from_pretrained(path / "model", map_location=device)
+        return Model.from_pretrained(path / "model", map_location=device)
     if (path / "model.safetensors").is_file():
-        return GenerativeModel.from_pretrained(path, map_location=device)
+        return Model.from_pretrained(path, map_location=device)
     run_file = path / RUN_FILE
     if run_file.is_file():
         saved = json.loads(run_file.read_text())
         ckpt = latest_checkpoint(path / "checkpoints")
         model = create(saved["model"], **saved["model_config"])
-        model.load_state_dict(load_file(str(ckpt / "ema.safetensors")))
+        load_weights(model, ckpt / "ema.safetensors")
         return model.to(device).eval()
     raise UserError(f"{str(path)!r} is neither a run folder nor a saved model (no config.json)")
 
@@ -118,8 +138,9 @@ def load_run_model(path: str | Path, device: str | torch.device = "cpu") -> Gene
 def describe(trainer: Trainer) -> str:
     cfg = trainer.cfg
     n = sum(p.numel() for p in trainer.model.parameters())
+    where = f"{trainer.world.size} processes ({trainer.device.type})" if trainer.world.size > 1 else str(trainer.device)
     return (
-        f"{trainer.model.name}: {n / 1e6:.2f}M parameters on {trainer.device}; data {trainer.data.train.name} "
+        f"{trainer.model.name}: {n / 1e6:.2f}M parameters on {where}; data {trainer.data.train.name} "
         f"({len(trainer.data.train)} train / {len(trainer.data.test)} test, shape {trainer.data.train.shape}); "
         + ", ".join(f"{f.name}={getattr(cfg, f.name)}" for f in dataclasses.fields(cfg) if f.name in ("steps", "time_budget", "batch_size", "lr", "bf16"))
     )
