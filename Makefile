@@ -6,7 +6,8 @@ PYTHON ?= python3
 VENV ?= .venv
 TORCH ?= torch==2.13.0
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.genlab-installed
+# One stamp per torch choice: `make demo TORCH=...` with another build reinstalls torch.
+STAMP := $(VENV)/.genlab-installed-$(shell printf '%s' '$(TORCH)' | cksum | cut -d' ' -f1)
 
 .PHONY: demo demo-vae test install clean
 
@@ -14,6 +15,7 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	rm -f $(VENV)/.genlab-installed*
 	$(PY) -m pip install -q $(TORCH)
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $(STAMP)
@@ -30,5 +32,6 @@ demo-vae: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -n 2 --durations=15
 
+# Removes the environment and caches; runs/ holds your training runs and is never touched.
 clean:
-	rm -rf $(VENV) runs .pytest_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .hypothesis

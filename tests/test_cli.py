@@ -1,6 +1,7 @@
 """The command line: end to end on a toy set, and one clean error line for every bad input."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -77,6 +78,14 @@ BAD = [
     (lambda p: ["sample", str(p / "nothing")], "does not exist"),
     (lambda p: ["sample", str(p), "--out", "x.gif"], ".png"),
     (lambda p: ["frobnicate"], "invalid choice"),
+    (lambda p: ["train", "edm", "--data", "moons", "rho=0"], "rho=0.0: must be > 0"),
+    (lambda p: ["train", "edm", "--data", "moons", "grid=ddpm"], "needs a VP schedule"),
+    (lambda p: ["train", "flow", "--data", "moons", "grid=karras"], "use grid=uniform_t"),
+    (lambda p: ["train", "ddpm", "--data", "moons", "spacing=middle"], "spacing='middle'"),
+    (lambda p: ["train", "edm", "--data", "checkerboard", "guidance=2"], "needs a class-conditional model"),
+    (lambda p: ["train", "vae", "--data", "moons", "main.lr=-1"], "phase 'main': lr=-1.0"),
+    (lambda p: ["train", "vae", "--data", "moons", "critic.lr=1"], "no phase called 'critic'"),
+    (lambda p: ["train", "vae", "--data", "moons", "--fp16", "device=cpu"], "fp16=true needs CUDA"),
 ]
 
 
@@ -106,9 +115,77 @@ def test_refuses_to_overwrite_a_run(tmp_path, capsys):
     assert code == 2 and "already holds a run" in err
 
 
-def test_console_script_lists_models_and_data():
+def test_console_script_lists_models_capabilities_and_data():
     out = subprocess.run([sys.executable, "-m", "genlab.cli", "list"], capture_output=True, text=True, check=True).stdout
-    assert "vae" in out and "mnist5k" in out and "grid25" in out
+    assert "mnist5k" in out and "grid25" in out
+    assert re.search(r"^  vae .*\[sample, log_prob, encode\]$", out, re.M)
+    assert re.search(r"^  edm .*\[sample, log_prob\]$", out, re.M)
+
+
+def test_vector_data_of_any_dimension(tmp_path, capsys):
+    x = np.random.default_rng(0).normal(size=(500, 5)).astype(np.float32)
+    np.savez(tmp_path / "x.npz", x=x)
+    run_dir = tmp_path / "r"
+    code, out, err = run(["train", "edm", "--data", str(tmp_path / "x.npz"), "--steps", "4", "--out", str(run_dir),
+                          "--no-progress", "hidden=16", "depth=1", "sample_every=2", "eval_examples=32"], capsys)
+    assert code == 0, err
+    assert json.loads((run_dir / "metrics.json").read_text())["steps"] == 4
+    assert Image.open(run_dir / "samples.png").size[0] > 300  # a pair plot of the first 4 dimensions
+    assert (run_dir / "samples/step_4.png").is_file() and (run_dir / "report.html").is_file()
+    code, out, err = run(["sample", str(run_dir), "-n", "7", "--out", str(tmp_path / "s.npz")], capsys)
+    assert code == 0 and np.load(tmp_path / "s.npz")["x"].shape == (7, 5)
+
+
+def test_unpicturable_samples_are_a_one_line_error(tmp_path, capsys):
+    import genlab
+
+    genlab.create("edm", data_shape=(2, 4, 4), channels=8, channel_mult=(1,), num_res_blocks=1,
+                  attn_levels=()).save_pretrained(tmp_path / "m")
+    code, _, err = run(["sample", str(tmp_path / "m"), "--out", str(tmp_path / "s.png")], capsys)
+    assert code == 2 and "cannot picture samples of shape (2, 4, 4)" in err and not (tmp_path / "s.png").exists()
+    code, _, err = run(["sample", str(tmp_path / "m"), "-n", "2", "--steps", "1", "--out", str(tmp_path / "s.npz")], capsys)
+    assert code == 0 and np.load(tmp_path / "s.npz")["x"].shape == (2, 2, 4, 4)
+
+
+def test_resume_time_budget_is_this_invocations_and_data_is_the_runs(tmp_path, capsys):
+    run_dir = tmp_path / "t"
+    base = ["train", "vae", "--out", str(run_dir), "--no-progress"]
+    code, out, err = run([*base, "--data", "ring8", "--time-budget", "0.5", "hidden=8", "depth=1", "eval_examples=16"],
+                         capsys)
+    assert code == 0, err
+    first = json.loads((run_dir / "metrics.json").read_text())
+    assert first["stopped_by"] == "time_budget" and "steps_target" not in first
+    code, out, err = run([*base, "--resume", "--time-budget", "0.5"], capsys)
+    assert code == 0, err
+    second = json.loads((run_dir / "metrics.json").read_text())
+    assert second["steps"] > first["steps"] and second["train_seconds"] >= 1.0  # 0.5 s more, not 0.5 s in all
+    assert "is this invocation's, so training stops at 1 s in all" in err
+    code, _, err = run([*base, "--resume", "--data", "moons"], capsys)
+    assert code == 2 and "--data moons differs from the run's ring8" in err
+    code, _, err = run([*base, "--resume", "--image-size", "8"], capsys)
+    assert code == 2 and "--image-size 8 differs" in err
+
+
+def test_a_budget_that_ends_training_early_says_so(tmp_path, capsys):
+    run_dir = tmp_path / "b"
+    code, out, err = run(["train", "vae", "--data", "ring8", "--out", str(run_dir), "--no-progress", "steps=100000",
+                          "time_budget=0.3", "hidden=8", "depth=1", "eval_examples=16"], capsys)
+    assert code == 0, err
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["stopped_by"] == "time_budget" and metrics["steps_target"] == 100000
+    assert f"the 0.3 s time budget ended training at step {metrics['steps']} of 100000" in out
+
+
+def test_phase_options_from_the_command_line(tmp_path, capsys):
+    run_dir = tmp_path / "p"
+    code, _, err = run(["train", "vae", "--data", "ring8", "--steps", "2", "--out", str(run_dir), "--no-progress",
+                        "main.optimizer=sgd", "main.momentum=0.9", "main.lr=0.5", "hidden=8", "eval_examples=16"], capsys)
+    assert code == 0, err
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert saved["train"]["phases"] == {"main": {"optimizer": "sgd", "momentum": "0.9", "lr": "0.5"}}
+    state = json.loads((run_dir / "checkpoints/step_2/trainer.json").read_text())
+    group = state["optimizers"]["main"]["param_groups"][0]
+    assert group["momentum"] == 0.9 and "betas" not in group
 
 
 def test_recipe_and_diffusion_sampling_options(tmp_path, capsys):

@@ -106,7 +106,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     summary = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
     stop = ""
     if metrics["stopped_by"] == "time_budget" and "steps_target" in metrics:
-        stop = (f"; the {trainer.cfg.time_budget:.0f} s time budget ended training at step {metrics['steps']} of "
+        stop = (f"; the {trainer.cfg.time_budget:.4g} s time budget ended training at step {metrics['steps']} of "
                 f"{metrics['steps_target']}")
     print(f"done: {out}/{stop} ({summary})")
 

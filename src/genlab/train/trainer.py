@@ -387,7 +387,7 @@ class Trainer:
         if self.overflows:
             metrics["fp16_overflow_skipped"] = self.overflows
         if self.stopped_by == "time_budget" and self.cfg.steps < UNBOUNDED:
-            self.notes.insert(0, f"the {self.cfg.time_budget:.0f} s time budget ended training at step {self.step} "
+            self.notes.insert(0, f"the {self.cfg.time_budget:.4g} s time budget ended training at step {self.step} "
                                  f"of {self.cfg.steps}")
         write_text_atomic(self.out / "metrics.json", json.dumps(metrics, indent=2))
         self.sample_grid(self.out / "samples.png")
