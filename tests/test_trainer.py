@@ -362,7 +362,7 @@ def test_settings_fail_before_any_file(tmp_path, ring8):
 @pytest.mark.parametrize("name", ["vae", "ddpm", "edm", "flow", "toy-gan", "toy-encoder"])
 def test_bf16_losses_reduce_in_float32_and_train(name, tmp_path):
     data = load_dataset("digits") if name in ("vae", "ddpm") else load_dataset("moons")
-    small = {"vae": dict(channels=8, latent_dim=4), "ddpm": dict(channels=8, channel_mult=(1,), num_res_blocks=1,
+    small = {"vae": dict(channels=8, latent_dim=4), "ddpm": dict(channels=8, channel_mult=(1,), num_res_blocks=1, sample_steps=4,
                                                                 attn_levels=()),
              "edm": dict(hidden=16, depth=1), "flow": dict(hidden=16, depth=1)}.get(name, {})
     torch.manual_seed(0)

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from genlab.atomic import write_text_atomic
+from genlab.atomic import recover_dir, write_text_atomic
 from genlab.data.dataset import Splits
 from genlab.errors import UserError
 from genlab.model import Context, Model
@@ -329,6 +329,10 @@ class Trainer:
         if self.main:
             self.out.mkdir(parents=True, exist_ok=True)
             clean_checkpoints(self.out / "checkpoints")
+            recover_dir(self.out / "model")
+            for leftover in self.out.glob(".*.tmp-*"):  # a file a killed process was writing
+                if leftover.is_file():
+                    leftover.unlink()
         if resume:
             self.resume()
         else:
