@@ -41,6 +41,11 @@ RESULTS = Path(__file__).resolve().parent / "results"
 STEPS = (1, 2, 4, 8, 100)
 SAMPLE_SEED, PAIR_SEED, STRAIGHT_SEED = 0, 1, 2
 TARGET = 0.9  # "measurably better": 1- and 2-step W2 at most 0.9x the 1-rectified flow's
+HIDDEN, DEPTH = 256, 4  # the flow MLP
+WARMUP = 100  # linear warm-up steps (then cosine)
+PAIR_STEPS, PAIR_TEST, STRAIGHT_STEPS = 100, 1000, 100  # Euler steps of the pairs, test pairs, straightness paths
+MODE_STDS, MODE_MIN = 3, 10  # "on a mode": within MODE_STDS std of its center; a mode is hit by >= MODE_MIN points
+OTHER_JOBS = 0.5  # load average above this (before), or above it plus this script's threads (after): other jobs
 
 
 def w2(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -50,15 +55,20 @@ def w2(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def modes(x: torch.Tensor, name: str) -> tuple[float, int]:
-    """Mixtures: the fraction of points within 3 std of a mode center, and the modes with >= 10 of them."""
+    """Mixtures: the fraction of points within MODE_STDS std of a mode center, and the modes with >= MODE_MIN."""
+    counts = mode_counts(x, name)
+    return float(counts.sum()) / len(x), int((counts >= MODE_MIN).sum())
+
+
+def mode_counts(x: torch.Tensor, name: str) -> torch.Tensor:
+    """Per mode center, the points within MODE_STDS std of it."""
     centers, std = toy_modes(name)
     d, k = torch.cdist(x, torch.tensor(centers, dtype=x.dtype)).min(1)
-    on = d < 3 * std
-    return float(on.float().mean()), int((torch.bincount(k[on], minlength=len(centers)) >= 10).sum())
+    return torch.bincount(k[d < MODE_STDS * std], minlength=len(centers))
 
 
 def train(model: DiffusionModel, data, steps: int, args: argparse.Namespace, out: Path, seed: int) -> DiffusionModel:
-    cfg = TrainConfig(steps=steps, batch_size=args.batch_size, lr=args.lr, warmup=100, seed=seed, eval_batches=1,
+    cfg = TrainConfig(steps=steps, batch_size=args.batch_size, lr=args.lr, warmup=WARMUP, seed=seed, eval_examples=64,
                       ckpt_every=steps, log_every=100, device="cpu")
     t = Trainer(model, data, cfg, out)
     t.show_progress = False
@@ -72,7 +82,7 @@ def measure(
     """W2 to ``test`` and the samples at each Euler step count, and the straightness of 100-step paths."""
     samples = {k: model.sample(n, generator=torch.Generator().manual_seed(SAMPLE_SEED), steps=k) for k in STEPS}
     return ({k: w2(x, test) for k, x in samples.items()}, samples,
-            straightness(model, n, steps=100, generator=torch.Generator().manual_seed(STRAIGHT_SEED)))
+            straightness(model, n, steps=STRAIGHT_STEPS, generator=torch.Generator().manual_seed(STRAIGHT_SEED)))
 
 
 def run(name: str, args: argparse.Namespace) -> dict:
@@ -81,19 +91,20 @@ def run(name: str, args: argparse.Namespace) -> dict:
     test, floor = splits.test.x[: args.n], w2(splits.train.x[: args.n], splits.test.x[: args.n])
     out = Path(args.out) / name
     torch.manual_seed(0)
-    flow = genlab.create("flow", data_shape=(2,), hidden=256, depth=4)
+    flow = genlab.create("flow", data_shape=(2,), hidden=HIDDEN, depth=DEPTH)
     rf1 = train(flow, splits, args.train_steps, args, out / "rf1", seed=0)
     t_rf1 = time.perf_counter() - t0
     w_rf1, x_rf1, s_rf1 = measure(rf1, test, args.n)
     t1 = time.perf_counter()
-    pairs = reflow_splits(rf1, args.pairs, 1000, steps=100, generator=torch.Generator().manual_seed(PAIR_SEED),
-                          batch_size=10_000, name=f"{name}-pairs")
+    pairs = reflow_splits(rf1, args.pairs, PAIR_TEST, steps=PAIR_STEPS,
+                          generator=torch.Generator().manual_seed(PAIR_SEED), batch_size=10_000, name=f"{name}-pairs")
     t_pairs = time.perf_counter() - t1
     rf2 = train(copy.deepcopy(rf1).requires_grad_(True), pairs, args.reflow_steps, args, out / "rf2", seed=1)
     t_rf2 = time.perf_counter() - t1 - t_pairs
     w_rf2, x_rf2, s_rf2 = measure(rf2, test, args.n)
     return dict(name=name, floor=floor, w_rf1=w_rf1, w_rf2=w_rf2, x_rf1=x_rf1, x_rf2=x_rf2, s_rf1=s_rf1, s_rf2=s_rf2,
-                test=test, t_rf1=t_rf1, t_pairs=t_pairs, t_rf2=t_rf2, total=time.perf_counter() - t0)
+                test=test, t_rf1=t_rf1, t_pairs=t_pairs, t_rf2=t_rf2, total=time.perf_counter() - t0,
+                t_max=float(rf1.schedule.t_max))
 
 
 def plot(results: list[dict], path: Path) -> None:
@@ -123,24 +134,52 @@ def plot(results: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=90)
 
 
+def notes(r: dict, args: argparse.Namespace) -> list[str]:
+    """Few-step 2-RF vs many-step 1-RF, and for mixtures where the samples sit relative to the modes."""
+    name, a, b, floor = r["name"], r["w_rf1"], r["w_rf2"], r["floor"]
+    lo, hi = min(b.values()), max(b.values())
+    out = [f"- {name}: the 2-RF at 1 step has W2 {b[1]:.3f} vs {a[100]:.3f} for the 1-RF at 100 steps "
+           f"({b[1] / a[100]:.2f}x); floor {floor:.3f}. The 2-RF's W2 over Euler {', '.join(map(str, STEPS))} "
+           f"spans {lo:.3f}-{hi:.3f}, {lo / floor:.2f}-{hi / floor:.2f}x the floor."]
+    if name in MIXTURES:
+        centers = toy_modes(name)[0]
+        test_on = modes(r["test"], name)[0]
+        off = ", ".join(f"{100 * (1 - modes(r['x_rf2'][k], name)[0]):.1f}% at {k} step{'s' * (k > 1)}" for k in (1, 2))
+        counts = mode_counts(r["x_rf1"][1], name)
+        top = int(counts.argmax())
+        on1, hit1 = modes(r["x_rf1"][1], name)
+        on100, hit100 = modes(r["x_rf1"][100], name)
+        out.append(
+            f"  Off every mode (farther than {MODE_STDS} std from each center): 2-RF {off}, vs "
+            f"{100 * (1 - test_on):.1f}% of the test points. The 1-RF's 1-step samples are {100 * on1:.1f}% on a "
+            f"mode with {hit1} of {len(centers)} modes hit; {100 * float(counts[top]) / len(r['x_rf1'][1]):.1f}% "
+            f"of them sit on the one mode at ({centers[top][0]:.2f}, {centers[top][1]:.2f}). After "
+            f"{args.train_steps} training steps its 100-step samples are {100 * on100:.1f}% on a mode "
+            f"({hit100} modes hit).")
+    return out
+
+
 def report(results: list[dict], args: argparse.Namespace, load: tuple, wall: float) -> str:
     cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
                 if ln.startswith("model name")), platform.processor())
+    threads, after = torch.get_num_threads(), os.getloadavg()[0]
+    shared = load[0] > OTHER_JOBS or after > threads + OTHER_JOBS
     lines = [
         "# Reflow: 1-rectified vs 2-rectified flow, few-step Euler (CPU)", "",
-        f"- Machine: {cpu}, {os.cpu_count()} logical CPUs, 1 torch thread; torch {torch.__version__}, "
-        f"POT {ot.__version__}, Python {platform.python_version()}; load average before "
-        f"{load[0]:.1f}, after {os.getloadavg()[0]:.1f} (another job shared the CPUs); whole run {wall:.0f} s",
-        "- Model: `genlab.create(\"flow\", data_shape=(2,), hidden=256, depth=4)` (velocity, uniform t, "
-        "Euler on the uniform-t grid from t = 0.999)",
-        f"- 1-RF: Trainer {args.train_steps} steps, batch {args.batch_size}, AdamW lr {args.lr} (100 warm-up, "
-        f"cosine), EMA 0.999; evaluated with the EMA weights",
-        f"- Reflow: {args.pairs:,} train + 1,000 test pairs (z, x0) from the 1-RF EMA model, 100 Euler steps "
-        f"(`reflow_splits`); 2-RF = the 1-RF EMA weights fine-tuned {args.reflow_steps} steps on the pairs "
+        f"- Machine: {cpu}, {os.cpu_count()} logical CPUs, {threads} torch thread(s); torch {torch.__version__}, "
+        f"POT {ot.__version__}, Python {platform.python_version()}; 1-min load average before {load[0]:.1f}, after "
+        f"{after:.1f} ({'other jobs shared' if shared else 'no sign of other jobs on'} the CPUs: the rule is before > "
+        f"{OTHER_JOBS} or after > {threads} own thread(s) + {OTHER_JOBS}); whole run {wall:.0f} s",
+        f"- Model: `genlab.create(\"flow\", data_shape=(2,), hidden={HIDDEN}, depth={DEPTH})` (velocity, uniform t, "
+        f"Euler on the uniform-t grid from t = {results[0]['t_max']:g})",
+        f"- 1-RF: Trainer {args.train_steps} steps, batch {args.batch_size}, AdamW lr {args.lr} ({WARMUP} warm-up, "
+        f"cosine), EMA {TrainConfig.ema_decay}; evaluated with the EMA weights",
+        f"- Reflow: {args.pairs:,} train + {PAIR_TEST:,} test pairs (z, x0) from the 1-RF EMA model, {PAIR_STEPS} "
+        f"Euler steps (`reflow_splits`); 2-RF = the 1-RF EMA weights fine-tuned {args.reflow_steps} steps on the pairs "
         f"(same optimizer settings, fresh AdamW, EMA restarted at the 1-RF weights), loss with the paired z",
         f"- W2 = sqrt(POT `emd2`, exact) between N = {args.n} samples (noise seed {SAMPLE_SEED}, the same z for "
         f"both models) and the first {args.n} held-out test points; floor = W2(first {args.n} train, test)",
-        f"- Straightness on the 100-step Euler paths x_t of N = {args.n} noises (seed {STRAIGHT_SEED}): "
+        f"- Straightness on the {STRAIGHT_STEPS}-step Euler paths x_t of N = {args.n} noises (seed {STRAIGHT_SEED}): "
         "S = E int ||(z - x0) - v_t||^2 dt (Liu et al. eq. 5; 0 = straight) and path length / "
         "||x_end - x_start|| (ratio of means; 1 = straight)",
     ]
@@ -156,8 +195,9 @@ def report(results: list[dict], args: argparse.Namespace, load: tuple, wall: flo
                      + f" | {r['s_rf2'].S / r['s_rf1'].S:.2f} | |")
         if r["name"] in MIXTURES:
             on, hit = modes(r["test"], r["name"])
-            lines += ["", f"Mode quality (W2 barely sees points between thin modes): % of points within 3 std "
-                      f"({3 * toy_modes(r['name'])[1]:.3f}) of a mode center / modes with >= 10 such points; "
+            lines += ["", f"Mode quality (W2 barely sees points between thin modes): % of points within {MODE_STDS} "
+                      f"std ({MODE_STDS * toy_modes(r['name'])[1]:.3f}) of a mode center / modes with >= {MODE_MIN} "
+                      "such points; "
                       f"test points: {100 * on:.1f}% / {hit}.", "",
                       "| model | " + " | ".join(f"Euler {k}" for k in STEPS) + " |", "|---|" + "---:|" * len(STEPS)]
             for label, key in (("1-rectified", "rf1"), ("2-rectified (reflow)", "rf2")):
@@ -179,6 +219,7 @@ def report(results: list[dict], args: argparse.Namespace, load: tuple, wall: flo
             lines.append(
                 f"  Mode quality, which W2 barely sees: 2-RF 1-step samples are {100 * on1:.0f}% on a mode "
                 f"({hit1} modes hit) vs {100 * on100:.0f}% ({hit100}) for the 1-RF at 100 steps.")
+    lines += ["", "## Notes (computed from this run's samples)", "", *(ln for r in results for ln in notes(r, args))]
     lines += ["", "![samples and W2 vs steps](reflow.png)", ""]
     return "\n".join(lines)
 

@@ -39,6 +39,12 @@ NS = (10**6, 10**7)
 KS = (3, 100, 1000)
 BRUTE_BUDGET_S = 15.0
 PREFIX = 10**6
+BIG = 10**6  # n above this is "big": fewer repetitions
+VEC_REPS, DEQUE_REPS = (9, 5), (3, 1)  # repetitions (n <= BIG, n > BIG) of vectorised and scipy, of the deque
+BRUTE_FAST_S, BRUTE_REPS = 2.0, (3, 1)  # brute force: repetitions when estimated under BRUTE_FAST_S s, else
+SCIPY_FACTOR, BRUTE_FACTOR, TARGET_K = 2, 100, 1000  # targets: vec within 2x of scipy; >= 100x brute at k = 1000
+SPREAD_N, SPREAD_TRIALS, SPREAD_VEC_REPS = 10**6, 5, 9  # paired re-runs of brute / vectorised at k = TARGET_K
+OTHER_JOBS = 0.5  # load average above this (before), or above it plus the 1 busy thread (after): other jobs
 RESULTS = Path(__file__).resolve().parent / "results"
 METHODS = {  # key: (label, plot style)
     "brute": ("brute force O(nk)", "o-"),
@@ -74,20 +80,20 @@ def timed(fn: Callable[[], object], reps: int) -> tuple[float, float, object]:
 
 def bench_cell(a: np.ndarray, nums: list[float], k: int) -> dict:
     n = a.size
-    big = n > 10**6
+    big = n > BIG
     row: dict = {"n": n, "k": k, "extrapolated": False}
-    row["vec"], row["vec_cpu"], vec = timed(lambda: sw.sliding_window_max_np(a, k), 5 if big else 9)
-    row["scipy"], row["scipy_cpu"], sp = timed(lambda: scipy_max(a, k), 5 if big else 9)
+    row["vec"], row["vec_cpu"], vec = timed(lambda: sw.sliding_window_max_np(a, k), VEC_REPS[big])
+    row["scipy"], row["scipy_cpu"], sp = timed(lambda: scipy_max(a, k), VEC_REPS[big])
     assert np.array_equal(sp, vec), "scipy disagrees"
     row["deque"], row["deque_cpu"], dq = timed(
-        lambda: sw.sliding_window_max(nums, k), 1 if big else 3
+        lambda: sw.sliding_window_max(nums, k), DEQUE_REPS[big]
     )
     assert np.array_equal(np.asarray(dq), vec), "deque disagrees"
 
     small = min(n, 10**5)
     estimate_s = timed(lambda: sliding_window_max_brute(a[:small], k), 1)[0] * n / small / 1e3
     if estimate_s <= BRUTE_BUDGET_S:
-        reps = 3 if estimate_s < 2 else 1
+        reps = BRUTE_REPS[estimate_s >= BRUTE_FAST_S]
         row["brute"], row["brute_cpu"], br = timed(lambda: sliding_window_max_brute(a, k), reps)
         assert np.array_equal(br, vec), "brute force disagrees"
     else:
@@ -102,6 +108,12 @@ def numpy_algorithm(k: int) -> str:
     if k <= sw._DOUBLING_MAX_K:
         return "doubling"
     return f"two-level (blocks of {sw._BLOCK})"
+
+
+def pow10(n: int) -> str:
+    """10^e for a power of ten, else n with thousands separators."""
+    e = round(np.log10(n))
+    return f"10^{e}" if 10**e == n else f"{n:,}"
 
 
 def fmt(x: float) -> str:
@@ -130,24 +142,25 @@ def verdict(rows: list[dict], spread: list[float]) -> list[str]:
     """Target 1 over every cell and both clocks; target 2 per n over every k = 1000 ratio."""
     scipy_wall = max(r["vec"] / r["scipy"] for r in rows)
     scipy_cpu = max(r["vec_cpu"] / r["scipy_cpu"] for r in rows)
-    met_scipy = "MET" if max(scipy_wall, scipy_cpu) <= 2 else "NOT MET"
+    met_scipy = "MET" if max(scipy_wall, scipy_cpu) <= SCIPY_FACTOR else "NOT MET"
     per_n = []
-    for r in (r for r in rows if r["k"] == 1000):
+    for r in (r for r in rows if r["k"] == TARGET_K):
         wall, cpu = r["brute"] / r["vec"], r["brute_cpu"] / r["vec_cpu"]
-        extra = spread if r["n"] == 10**6 else []
+        extra = spread if r["n"] == SPREAD_N else []
         ratios = [wall, cpu, *extra]
         median = statistics.median(ratios)
-        status = "MET" if min(ratios) >= 100 else "NOT MET" if median < 100 else "BORDERLINE"
+        status = ("MET" if min(ratios) >= BRUTE_FACTOR else "NOT MET" if median < BRUTE_FACTOR
+                  else "BORDERLINE")
         rerun = f"; paired re-runs, CPU: {', '.join(f'{x:.0f}x' for x in extra)}" if extra else ""
         per_n.append(
             f"n = 10^{round(np.log10(r['n']))} **{status}** ({wall:.0f}x wall-clock, {cpu:.0f}x CPU"
             f"{rerun}; median {median:.0f}x)"
         )
     return [
-        f"- vectorised within 2x of scipy's C implementation: **{met_scipy}** (worst vectorised / "
+        f"- vectorised within {SCIPY_FACTOR}x of scipy's C implementation: **{met_scipy}** (worst vectorised / "
         f"scipy over all cells: {scipy_wall:.2f} wall-clock, {scipy_cpu:.2f} CPU time)",
-        f"- >= 100x faster than brute force at k = 1000: {'; '.join(per_n)}. MET: every ratio is "
-        ">= 100x; BORDERLINE: the median is, not every ratio; NOT MET: the median is below.",
+        f"- >= {BRUTE_FACTOR}x faster than brute force at k = {TARGET_K}: {'; '.join(per_n)}. MET: every ratio is "
+        f">= {BRUTE_FACTOR}x; BORDERLINE: the median is, not every ratio; NOT MET: the median is below.",
     ]
 
 
@@ -180,11 +193,11 @@ def cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def paired_ratios(a: np.ndarray, k: int, trials: int = 5) -> list[float]:
+def paired_ratios(a: np.ndarray, k: int, trials: int = SPREAD_TRIALS) -> list[float]:
     """brute / vectorised CPU time, each trial timing both back to back: the run-to-run spread."""
     ratios = []
     for _ in range(trials):
-        vec = timed(lambda: sw.sliding_window_max_np(a, k), 9)[1]
+        vec = timed(lambda: sw.sliding_window_max_np(a, k), SPREAD_VEC_REPS)[1]
         ratios.append(timed(lambda: sliding_window_max_brute(a, k), 1)[1] / vec)
     return ratios
 
@@ -192,30 +205,34 @@ def paired_ratios(a: np.ndarray, k: int, trials: int = 5) -> list[float]:
 def main() -> None:
     rng = np.random.default_rng(0)
     rows = []
-    started = time.perf_counter()
+    started, load_before = time.perf_counter(), os.getloadavg()
     arrays = {n: rng.standard_normal(n) for n in NS}
     for n, a in arrays.items():
         nums = a.tolist()
         for k in KS:
             rows.append(bench_cell(a, nums, k))
             print(table(rows, "")[-1], flush=True)
-    spread = paired_ratios(arrays[10**6], 1000)
+    spread = paired_ratios(arrays[SPREAD_N], TARGET_K)
     elapsed = time.perf_counter() - started
 
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    load_after = os.getloadavg()
+    shared = load_before[0] > OTHER_JOBS or load_after[0] > 1 + OTHER_JOBS
     extrapolated = any(r["extrapolated"] for r in rows)
     lines = [
         "# Sliding window maximum benchmark",
         "",
         "`python benchmarks/sliding_window.py`: float64 standard normal input, times in ms, the "
-        "median of back-to-back repetitions (vectorised and scipy 9 at n = 10^6 and 5 at 10^7; "
-        "the deque 3 and 1; brute force 3 when under 2 s, else 1).",
+        f"median of back-to-back repetitions (vectorised and scipy {VEC_REPS[0]} at n <= {pow10(BIG)} and "
+        f"{VEC_REPS[1]} above; the deque {DEQUE_REPS[0]} and {DEQUE_REPS[1]}; brute force {BRUTE_REPS[0]} when "
+        f"estimated under {BRUTE_FAST_S:g} s, else {BRUTE_REPS[1]}).",
         "",
         f"- machine: {cpu_name()}, {os.cpu_count()} CPUs, {platform.system()} {platform.machine()}",
         f"- Python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}",
-        f"- whole run {elapsed:.0f} s; load average after it: {load}. The machine is shared with "
-        "other jobs, so wall-clock times are noisy; the CPU time of the timed thread "
-        "(`time.thread_time`) is disturbed much less.",
+        f"- whole run {elapsed:.0f} s; load average (1/5/15 min) before "
+        f"{', '.join(f'{x:.2f}' for x in load_before)}, after {', '.join(f'{x:.2f}' for x in load_after)} "
+        f"({'other jobs shared' if shared else 'no sign of other jobs on'} the CPUs: the rule is 1-min load before > "
+        f"{OTHER_JOBS} or after > 1 busy thread + {OTHER_JOBS}). Other jobs make wall-clock times noisy; the CPU "
+        "time of the timed thread (`time.thread_time`) is disturbed less.",
         "",
         "## Wall-clock time (`time.perf_counter`), ms",
         "",
@@ -227,9 +244,9 @@ def main() -> None:
         "",
         "Brute force is honest O(nk) work: `k - 1` in-place `np.maximum` passes over shifted views "
         "(vectorised per offset, not per window). "
-        + ("Cells marked extrapolated were timed on a 10^6 prefix and scaled linearly in n."
+        + (f"Cells marked extrapolated were timed on a {pow10(PREFIX)} prefix and scaled linearly in n."
            if extrapolated else "Every cell was measured in full, none extrapolated."),
-        "scipy is `maximum_filter1d(a, k, origin=-(k // 2))[: n - k + 1]`. All four outputs are "
+        f"scipy is `maximum_filter1d(a, k, origin=-(k // 2))[: n - k + 1]`. All {len(METHODS)} outputs are "
         "checked equal. The last column is the path `sliding_window_max_np` took (see its module "
         f"docstring): doubling for k <= {sw._DOUBLING_MAX_K}, the O(n) two-level algorithm above.",
         "",
@@ -237,8 +254,9 @@ def main() -> None:
         "",
         *verdict(rows, spread),
         "",
-        "The paired re-runs measure how stable the thinnest margin is: five more trials of "
-        "n = 10^6, k = 1000, each the median of 9 vectorised calls, then one brute-force call.",
+        f"The paired re-runs measure how stable the thinnest margin is: {len(spread)} more trials of "
+        f"n = {pow10(SPREAD_N)}, k = {TARGET_K}, each the median of {SPREAD_VEC_REPS} vectorised calls (CPU time), "
+        "then one brute-force call.",
         "",
         "![time vs k](sliding_window.png)",
         "",

@@ -38,6 +38,7 @@ import os
 import platform
 import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -49,6 +50,8 @@ import matplotlib  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
+from torch.profiler import ProfilerActivity, profile  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count  # noqa: E402
 
 from genlab.data import load_dataset  # noqa: E402
 from genlab.diffusion.denoiser import Denoiser  # noqa: E402
@@ -62,26 +65,27 @@ import matplotlib.pyplot as plt  # noqa: E402  (after choosing the Agg backend)
 RESULTS = Path(__file__).parent / "results"
 TARGET = 1.3
 SAME, EFFICIENT, THEIRS = "genlab UNet, same layout", "genlab UNet, efficient (1, 1, 3)", "diffusers UNet2DModel"
+SIZE = 28  # input 1 x SIZE x SIZE
+CHANNELS, CHANNEL_MULT = 64, (1, 2, 2)  # level widths CHANNELS * CHANNEL_MULT
+WIDTHS = tuple(CHANNELS * m for m in CHANNEL_MULT)
+HEAD_DIM, GROUPS = 64, 32  # attention head dim, GroupNorm groups
+SAME_BLOCKS = 2  # ResBlocks per level (down) of diffusers and the same-layout genlab UNet
 EFFICIENT_BLOCKS = (1, 1, 3)
+SPEED_LR = 1e-4  # AdamW of the timed training steps
+QUALITY_BATCH, QUALITY_LR, QUALITY_TEST = 32, 5e-4, 128  # batch, AdamW lr, fixed test images
 QUALITY_TOLERANCE = 1.05  # the efficient layout's test loss at equal steps may exceed diffusers' by this factor
-NOTES = [
-    "Why the same-layout ratio is small: convolutions are ~85% of a training step in both networks",
-    "(torch profiler, 1 thread) and oneDNN runs them at the same rate (~85 GFLOP/s on one thread here,",
-    "near this core's fp32 peak). Ours does 6% fewer conv multiply-adds (1,036M vs 1,100M per image:",
-    "each upsampling conv runs as a 2x2 conv at the low resolution) and fewer elementwise passes, so",
-    "the same architecture cannot get much faster; the speed has to come from spending the",
-    "multiply-adds where they are cheap. The efficient layout does 779M per image.",
-    "Channels-last (`--extra`) is slower on this CPU for both: GroupNorm.",
-]
+CHANNELS_LAST = {  # --extra variant -> the default-layout model it is compared with
+    "genlab UNet, same layout (channels_last)": SAME, "diffusers (channels_last)": THEIRS,
+}
 
 
 Net = tuple[nn.Module, Callable[[Tensor, Tensor], Tensor]]
 
 
-def build_ours(blocks: int | tuple[int, ...] = 2, channels_last: bool = False) -> Net:
+def build_ours(blocks: int | tuple[int, ...] = SAME_BLOCKS, channels_last: bool = False) -> Net:
     cfg = UNetConfig(
-        in_channels=1, channels=64, channel_mult=(1, 2, 2), num_res_blocks=blocks, attn_levels=(-1,),
-        attn_head_dim=64, channels_last=channels_last,
+        in_channels=1, channels=CHANNELS, channel_mult=CHANNEL_MULT, num_res_blocks=blocks, attn_levels=(-1,),
+        attn_head_dim=HEAD_DIM, groups=GROUPS, channels_last=channels_last,
     )
     net = UNet(cfg)
     return net, net
@@ -95,10 +99,10 @@ class DiffusersNet(nn.Module):
         from diffusers import UNet2DModel
 
         self.unet = UNet2DModel(
-            sample_size=28, in_channels=1, out_channels=1, block_out_channels=(64, 128, 128),
-            layers_per_block=2, down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
-            up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"), attention_head_dim=64,
-            norm_num_groups=32,
+            sample_size=SIZE, in_channels=1, out_channels=1, block_out_channels=WIDTHS,
+            layers_per_block=SAME_BLOCKS, down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
+            up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"), attention_head_dim=HEAD_DIM,
+            norm_num_groups=GROUPS,
         )
         if channels_last:
             self.unet.to(memory_format=torch.channels_last)
@@ -122,16 +126,22 @@ def cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
+def speed_inputs(batch: int, size: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The timed steps' input x, MSE target and timesteps t (fixed seed)."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, 1, size, size, generator=gen)
+    target = torch.randn(batch, 1, size, size, generator=gen)
+    t = torch.randint(0, 1000, (batch,), generator=gen).float()
+    return x, target, t
+
+
 def measure(
     nets: dict[str, Net], batch: int, size: int, repeats: int, warmup: int,
     clock: Callable[[], float],
 ) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """Seconds per training step and per inference forward, models interleaved per repeat."""
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randn(batch, 1, size, size, generator=gen)
-    target = torch.randn(batch, 1, size, size, generator=gen)
-    t = torch.randint(0, 1000, (batch,), generator=gen).float()
-    opts = {name: torch.optim.AdamW(net.parameters(), lr=1e-4) for name, (net, _) in nets.items()}
+    x, target, t = speed_inputs(batch, size)
+    opts = {name: torch.optim.AdamW(net.parameters(), lr=SPEED_LR) for name, (net, _) in nets.items()}
 
     def train_step(name: str) -> float:
         t0 = clock()
@@ -163,6 +173,90 @@ def measure(
     return train, inf
 
 
+def is_conv(op: str) -> bool:
+    """A convolution operator (forward or backward), by its FlopCounterMode or profiler name."""
+    return "conv" in op.lower()
+
+
+# FlopCounterMode's registry has SDPA's CUDA kernels only; count the CPU kernel with torch's own formulas.
+SDPA_CPU = {
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu:
+        lambda q, k, v, *args, out_shape=None, **kwargs: sdpa_flop_count(q, k, v),
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward:
+        lambda g, q, k, v, *args, out_shape=None, **kwargs: sdpa_backward_flop_count(g, q, k, v),
+}
+
+
+def count_flops(fn: Callable[[], object]) -> tuple[int, int]:
+    """(convolution FLOPs, all counted FLOPs) of ``fn()``, from FlopCounterMode's per-operator counts."""
+    with FlopCounterMode(display=False, custom_mapping=SDPA_CPU) as counter:
+        fn()
+    ops = counter.get_flop_counts().get("Global", {})
+    return sum(n for op, n in ops.items() if is_conv(str(op))), counter.get_total_flops()
+
+
+@dataclass
+class Work:
+    conv_mac: int  # convolution multiply-adds of one image's forward (FLOPs / 2)
+    mac: int  # all counted multiply-adds of one image's forward
+    step_conv_flops: int  # convolution FLOPs of one training step (forward + backward) at the timed batch
+    step_flops: int  # all counted FLOPs of that step
+    conv_s: float  # profiled training step, 1 thread: self CPU seconds in convolution operators
+    total_s: float  # ... and in all operators
+
+    @property
+    def conv_share(self) -> float:
+        return self.conv_s / self.total_s
+
+    @property
+    def conv_gflops(self) -> float:
+        return self.step_conv_flops / self.conv_s / 1e9
+
+
+def work(net: nn.Module, batch: int, size: int) -> Work:
+    """Count one image's forward and one training step's FLOPs, and profile one 1-thread training step."""
+    x, target, t = speed_inputs(batch, size)
+    with torch.no_grad():
+        conv_f, all_f = count_flops(lambda: net(x[:1], t[:1]))
+
+    def step(opt: torch.optim.Optimizer | None = None) -> None:
+        loss = F.mse_loss(net(x, t), target)
+        net.zero_grad(set_to_none=True)
+        loss.backward()
+        if opt is not None:
+            opt.step()
+
+    step_conv, step_all = count_flops(step)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    opt = torch.optim.AdamW(net.parameters(), lr=SPEED_LR)
+    step(opt)  # warm-up: the optimizer state is allocated outside the profile
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        step(opt)
+    torch.set_num_threads(threads)
+    events = prof.key_averages()
+    conv_s = sum(e.self_cpu_time_total for e in events if is_conv(e.key)) / 1e6
+    total_s = sum(e.self_cpu_time_total for e in events) / 1e6
+    return Work(conv_f // 2, all_f // 2, step_conv, step_all, conv_s, total_s)
+
+
+def work_notes(w: dict[str, Work]) -> list[str]:
+    """The explanation of the same-layout ratio, from this run's counts and profile."""
+    s, e, d = w[SAME], w[EFFICIENT], w[THEIRS]
+    fewer = abs(1 - s.conv_mac / d.conv_mac)
+    return [
+        f"Same layout, where the time goes: convolutions take {s.conv_share:.0%} of a 1-thread training step's self "
+        f"CPU time in ours and {d.conv_share:.0%} in diffusers' (torch profiler), at {s.conv_gflops:.0f} vs "
+        f"{d.conv_gflops:.0f} GFLOP/s (counted convolution FLOPs over the profiled convolution time). Ours does "
+        f"{fewer:.0%} {'fewer' if s.conv_mac <= d.conv_mac else 'more'} conv multiply-adds per image "
+        f"({s.conv_mac / 1e6:,.0f}M vs {d.conv_mac / 1e6:,.0f}M; its upsampling convs run at the low resolution "
+        f"before a pixel shuffle, `genlab.nn.unet.Upsample`) and spends {s.total_s - s.conv_s:.2f} s vs "
+        f"{d.total_s - d.conv_s:.2f} s of the profiled step outside convolutions. The efficient layout does "
+        f"{e.conv_mac / 1e6:,.0f}M conv multiply-adds per image, {1 - e.conv_mac / d.conv_mac:.0%} fewer than "
+        "diffusers'.",
+    ]
+
+
 Curve = list[tuple[int, float, float]]  # (step, training seconds so far, test eps-MSE)
 
 
@@ -178,7 +272,7 @@ def train_quality(
     schedule = VPSchedule()
     t_sampler = UniformDiscreteT(schedule)
     g = torch.Generator().manual_seed(1)
-    test = data.test.x[torch.randperm(len(data.test), generator=g)[:128]]
+    test = data.test.x[torch.randperm(len(data.test), generator=g)[:QUALITY_TEST]]
     test_seed = 2
     curves: dict[str, Curve] = {}
     for name, net in nets.items():
@@ -222,7 +316,8 @@ def plot_quality(runs: list[dict[str, Curve]], out: Path) -> None:
             style = dict(color=f"C{i}", ms=3, label=name if seed == 0 else None, alpha=1 if seed == 0 else 0.5)
             axes[0].plot(steps, loss, "o-", **style)
             axes[1].plot(secs, loss, "o-", **style)
-    axes[0].set(xlabel="training step (batch 32)", ylabel="test eps-MSE (128 fixed images)", yscale="log")
+    axes[0].set(xlabel=f"training step (batch {QUALITY_BATCH})", ylabel=f"test eps-MSE ({QUALITY_TEST} fixed images)",
+                yscale="log")
     axes[1].set(xlabel="training seconds (wall clock)", yscale="log")
     for ax in axes:
         ax.grid(True, which="both", alpha=0.3)
@@ -252,8 +347,9 @@ def main() -> None:
         SAME: build_ours, EFFICIENT: lambda: build_ours(EFFICIENT_BLOCKS), THEIRS: build_diffusers,
     }
     if args.extra:
-        builders["genlab UNet, same layout (channels_last)"] = lambda: build_ours(channels_last=True)
-        builders["diffusers (channels_last)"] = lambda: build_diffusers(channels_last=True)
+        label_ours, label_theirs = CHANNELS_LAST
+        builders[label_ours] = lambda: build_ours(channels_last=True)
+        builders[label_theirs] = lambda: build_diffusers(channels_last=True)
     nets = {}
     for name, build in builders.items():
         torch.manual_seed(0)
@@ -271,9 +367,13 @@ def main() -> None:
     for label, threads, clock in passes:
         print(f"{label}:")
         torch.set_num_threads(threads)
-        train, inf = measure(nets, args.batch, 28, args.repeats, args.warmup, clock)
+        train, inf = measure(nets, args.batch, SIZE, args.repeats, args.warmup, clock)
         results.append((label, train, inf))
     speed_seconds = time.perf_counter() - start
+    print("FLOP counts and a profiled 1-thread training step:")
+    t_work = time.perf_counter()
+    works = {name: work(nets[name][0], args.batch, SIZE) for name in (SAME, EFFICIENT, THEIRS)}
+    work_seconds = time.perf_counter() - t_work
 
     runs: list[dict[str, Curve]] = []
     if not args.no_quality:
@@ -284,29 +384,34 @@ def main() -> None:
             for name in (EFFICIENT, THEIRS):
                 torch.manual_seed(seed)
                 fresh[name] = builders[name]()[0]
-            runs.append(train_quality(fresh, args.quality_steps, 32, args.eval_every, 5e-4, seed))
+            runs.append(train_quality(fresh, args.quality_steps, QUALITY_BATCH, args.eval_every, QUALITY_LR, seed))
     elapsed = time.perf_counter() - start
     load_after = os.getloadavg()
 
+    res = [SIZE]
+    for _ in WIDTHS[1:]:
+        res.append(-(-res[-1] // 2))  # a stride-2 conv maps n to ceil(n / 2)
     lines = [
-        "# UNet on 28x28: genlab vs diffusers (CPU)",
+        f"# UNet on {SIZE}x{SIZE}: genlab vs diffusers (CPU)",
         "",
         f"- Machine: {cpu_name()}, {os.cpu_count()} logical CPUs; torch {torch.__version__}, "
         f"diffusers {__import__('diffusers').__version__}, Python {platform.python_version()}, "
         f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}",
         f"- Load average (1/5/15 min) before {'/'.join(f'{v:.1f}' for v in load_before)}, after "
-        f"{'/'.join(f'{v:.1f}' for v in load_after)}: other jobs shared the CPUs when > 0; "
-        "interleaving spreads that over all models, the 1-thread CPU-time pass is barely affected",
-        f"- Speed: input {args.batch}x1x28x28 fp32; {args.warmup} warm-up round(s) excluded; {args.repeats} "
+        f"{'/'.join(f'{v:.1f}' for v in load_after)} (this script keeps at most {args.threads} thread(s) busy; "
+        "load above that is other jobs'); interleaving spreads other jobs' load over all models, and process CPU "
+        "time is less sensitive to it than wall clock",
+        f"- Speed: input {args.batch}x1x{SIZE}x{SIZE} fp32; {args.warmup} warm-up round(s) excluded; {args.repeats} "
         f"interleaved repeats ({speed_seconds:.0f} s); whole run {elapsed:.0f} s. img/s and ms: each model's "
         "median; ratios: the median over repeats of the ratio within each repeat (the models of one repeat run "
         "back to back, so load that drifts between repeats cancels)",
-        "- Training step: forward, MSE to random targets, backward, AdamW(lr=1e-4) step. "
+        f"- Training step: forward, MSE to random targets, backward, AdamW(lr={SPEED_LR:g}) step. "
         "Inference: one forward under no_grad (= 1 NFE).",
-        "- Layouts: widths (64, 128, 128) at 28/14/7 px, attention (head dim 64) at 7x7 and in the middle "
-        "block, GroupNorm(32) for all; ResBlocks per level (down; up has one more) (2, 2, 2) for diffusers "
-        f"and the same-layout genlab UNet, {EFFICIENT_BLOCKS} for the efficient one (Imagen's Efficient "
-        "U-Net allocation; `UNet2DModel` has one `layers_per_block` for all levels).",
+        f"- Layouts: widths {WIDTHS} at {'/'.join(map(str, res))} px, attention (head dim {HEAD_DIM}) at "
+        f"{res[-1]}x{res[-1]} and in the middle block, GroupNorm({GROUPS}) for all; ResBlocks per level (down; up "
+        f"has one more) {(SAME_BLOCKS,) * len(WIDTHS)} for diffusers and the same-layout genlab UNet, "
+        f"{EFFICIENT_BLOCKS} for the efficient one (Imagen's Efficient U-Net allocation; `UNet2DModel` has one "
+        "`layers_per_block` for all levels).",
         "",
     ]
     verdict = []
@@ -330,8 +435,8 @@ def main() -> None:
     if runs:
         eff, ref = (mean_curve([run[n] for run in runs]) for n in (EFFICIENT, THEIRS))
         lines += [
-            f"## Quality: DDPM on mnist5k, {args.quality_steps} steps of batch 32, {args.threads} threads, "
-            f"mean of {len(runs)} seeds",
+            f"## Quality: DDPM on mnist5k, {args.quality_steps} steps of batch {QUALITY_BATCH}, "
+            f"{args.threads} threads, mean of {len(runs)} seeds",
             "",
             "| step | " + " | ".join(f"{n}: test eps-MSE | {n}: train s" for n in (EFFICIENT, THEIRS))
             + " | loss ratio (ours / diffusers) |",
@@ -358,7 +463,34 @@ def main() -> None:
         + "). Same layout, implementation only: "
         + "; ".join(f"{label}: {rt:.2f}x / {ri:.2f}x" for label, _, _, rt, ri in verdict) + "."
     )
-    lines += ["", *NOTES]
+    lines += [
+        "",
+        f"## Work per image and where a training step's time goes ({work_seconds:.0f} s)",
+        "",
+        "Multiply-adds = FLOPs / 2 counted by `torch.utils.flop_counter.FlopCounterMode` (convolutions, matmuls "
+        "and attention; norms and elementwise ops are not counted) for one image's forward. Conv share: self CPU "
+        "time of convolution operators (forward and backward) over all operators in one training step (batch "
+        f"{args.batch}, 1 thread, after a warm-up step) under `torch.profiler`; conv GFLOP/s: that step's counted "
+        "convolution FLOPs over that time; step GFLOP/s: the step's counted FLOPs (forward and backward) over "
+        "the median training step of each timing pass above.",
+        "",
+        "| model | conv multiply-adds per image | counted multiply-adds per image | conv share of the step | "
+        "conv GFLOP/s | "
+        + " | ".join(f"step GFLOP/s, {label}" for label, _, _ in results) + " |",
+        "|---|---:|---:|---:|---:|" + "---:|" * len(results),
+        *(f"| {n} | {w.conv_mac / 1e6:,.0f}M | {w.mac / 1e6:,.0f}M | {w.conv_share:.0%} | {w.conv_gflops:.1f} | "
+          + " | ".join(f"{w.step_flops / statistics.median(train[n]) / 1e9:.1f}" for _, train, _ in results) + " |"
+          for n, w in works.items()),
+        "",
+        *work_notes(works),
+    ]
+    if args.extra:
+        for label, train, _ in results:
+            lines.append(f"Channels-last ({label}): " + "; ".join(
+                f"{cl} training step {statistics.median(a / b for a, b in zip(train[cl], train[base])):.2f}x the "
+                f"time of {base}" for cl, base in CHANNELS_LAST.items()) + ".")
+    else:
+        lines.append("Channels-last variants were not run (`--extra`).")
     text = "\n".join(lines) + "\n"
     (args.out / "unet_speed.md").write_text(text)
     print(text)
