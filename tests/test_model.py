@@ -110,3 +110,10 @@ def test_replacing_a_folder_is_one_exchange(tmp_path):
     if not atomic.exchange(tmp_path / "src", tmp_path / "dst"):
         pytest.skip("this file system cannot exchange names atomically")
     assert (tmp_path / "dst/f").read_text() == "new" and (tmp_path / "src/f").read_text() == "old"
+
+
+def test_saved_folders_get_the_usual_permissions(tmp_path):
+    genlab.create("vae", data_shape=(2,), hidden=8, depth=1).save_pretrained(tmp_path / "m")
+    mode = lambda p: p.stat().st_mode & 0o777  # noqa: E731
+    assert mode(tmp_path / "m") == 0o777 & ~atomic.UMASK  # not mkdtemp's 0700
+    assert mode(tmp_path / "m/model.safetensors") == mode(tmp_path / "m/config.json") == 0o666 & ~atomic.UMASK

@@ -154,6 +154,7 @@ def test_spike_detector_uses_window_maximum():
     d2 = SpikeDetector(window=3, factor=2.0)
     d2.load_state(d.state())
     assert d2.update(9.0) == d.update(9.0)
+    assert not d.update(float("nan")) and all(math.isfinite(v) for v in d.history)
 
 
 @register_model("test-spiky")
@@ -384,3 +385,15 @@ def test_dataset_extra_fields_reach_the_batch():
     with pytest.raises(UserError, match="shadow"):
         Dataset("p", torch.zeros(4, 2), extra={"y": torch.zeros(4)})
     Splits(d, d)
+
+
+def test_a_checkpoint_from_before_this_trainer_state_resumes(ring8, tmp_path):
+    _trainer(ring8, tmp_path, steps=10).fit()
+    state_file = tmp_path / "checkpoints/step_10/trainer.json"
+    state = json.loads(state_file.read_text())
+    for key in ("schedule", "last_mult", "noise", "overflows", "scalers"):
+        del state[key]
+    for group in state["optimizers"]["main"]["param_groups"]:
+        del group["lr_scale"]
+    state_file.write_text(json.dumps(state))
+    assert _trainer(ring8, tmp_path, steps=20).fit(resume=True)["steps"] == 20

@@ -37,6 +37,15 @@ def _load_renameat2():
 _renameat2 = _load_renameat2()
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+UMASK = _read_umask()  # published folders and files get the usual permissions, not mkdtemp's 0700
+
+
 def exchange(a: Path, b: Path) -> bool:
     """Atomically swap the names ``a`` and ``b`` (both must exist); False if the OS cannot."""
     if _renameat2 is None:
@@ -58,6 +67,8 @@ def fsync_dir(path: Path) -> None:
 
 
 def fsync_file(path: Path) -> None:
+    """fsync a file written by a library (safetensors), and give it the usual permissions."""
+    os.chmod(path, 0o666 & ~UMASK)
     with open(path, "rb+") as f:
         os.fsync(f.fileno())
 
@@ -83,7 +94,9 @@ def write_text_atomic(path: Path, text: str) -> None:
 def temp_dir_for(dst: Path) -> Path:
     """A fresh temporary folder beside ``dst``, named so that :func:`recover_dir` finds it."""
     dst.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{dst.name}.tmp-", dir=dst.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.tmp-", dir=dst.parent))
+    os.chmod(tmp, 0o777 & ~UMASK)
+    return tmp
 
 
 def replace_dir(src: Path, dst: Path) -> None:

@@ -53,8 +53,9 @@ def optimizer_from_flat(optimizers: dict[str, torch.optim.Optimizer], tensors: d
                 state.setdefault(int(idx), {})[field] = value
         for idx, fields in meta[name]["scalars"].items():
             state.setdefault(int(idx), {}).update(fields)
-        groups = [
-            {k: tuple(v) if k == "betas" else v for k, v in g.items()} for g in meta[name]["param_groups"]
+        groups = [  # lr_scale: absent from checkpoints written before per-group lr scales
+            {"lr_scale": 1.0, **{k: tuple(v) if k == "betas" else v for k, v in g.items()}}
+            for g in meta[name]["param_groups"]
         ]
         opt.load_state_dict({"state": state, "param_groups": groups})
 

@@ -28,7 +28,13 @@ class SpikeDetector:
         self.spikes = 0
 
     def update(self, loss: float) -> bool:
-        """Record ``loss``; True if it is a spike relative to the window before it."""
+        """Record ``loss``; True if it is a spike relative to the window before it.
+
+        Non-finite losses are not recorded: a NaN in the window would be its maximum and hide
+        every spike until it left the window.
+        """
+        if not math.isfinite(loss):
+            return False
         full = len(self.history) >= self.window
         spike = full and self._current > 0 and loss > self.factor * self._current
         self.spikes += spike

@@ -157,10 +157,6 @@ class Trainer:
     def main(self) -> bool:
         return self.world.main
 
-    def lr(self) -> float:
-        """The first phase's learning rate for the next update."""
-        return self.phases[0].lr * self.schedule(self.step, self.elapsed)
-
     # -- one update -------------------------------------------------------------------------
     def _batch(self) -> tuple[dict[str, Tensor], RowRandom]:
         idx = self.sampler.next()
@@ -264,18 +260,23 @@ class Trainer:
     def resume(self) -> None:
         path = latest_checkpoint(self.out / "checkpoints")
         st = load_checkpoint(path, self.model, self.ema.model, self.optimizers, self.device)
-        self.step, self.elapsed, self.last_mult = st["step"], st["elapsed"], st["last_mult"]
-        self.schedule.load_state(st["schedule"])
+        self.step, self.elapsed = st["step"], st["elapsed"]
+        if "schedule" in st:
+            self.schedule.load_state(st["schedule"])
+            self.last_mult = st["last_mult"]
+        else:  # a checkpoint from before the schedule was saved: continue on this invocation's plan
+            self.last_mult = self.schedule(max(self.step - 1, 0), self.elapsed)
         self.schedule.extend(self.cfg.steps, self.cfg.time_budget, self.step, self.last_mult)
         self.ema.updates = st["ema_updates"]
         self.sampler.load_state(st["sampler"])
         self.nan_guard.total, self.nan_guard.in_a_row = st["nan_total"], st["nan_in_a_row"]
-        self.overflows = st["overflows"]
+        self.overflows = st.get("overflows", 0)
         self.spikes.load_state(st["spikes"])
         for k, s in self.scalers.items():
-            if k in st["scalers"]:
+            if k in st.get("scalers", {}):
                 s.load_state_dict(st["scalers"][k])
-        self.noise.set_state(decode_state(st["noise"]))
+        if "noise" in st:  # older checkpoints drew losses' noise from torch's global RNG
+            self.noise.set_state(decode_state(st["noise"]))
         set_rng_state(st["rng"])
         if self.main:
             _truncate_log(self.out / "metrics.jsonl", self.step)
