@@ -13,7 +13,7 @@ def test_python_quickstart_runs(tmp_path, monkeypatch, one_thread):
     assert "steps=2000" in block
     monkeypatch.chdir(tmp_path)
     scope: dict = {}
-    exec(compile(block.replace("steps=2000", "steps=5"), "README.md", "exec"), scope)
+    exec(compile(block.replace("steps=2000", "steps=5, eval_examples=32"), "README.md", "exec"), scope)
     assert scope["model"].config.num_classes == 25  # the data's classes, as the CLI gives them
     assert scope["x"].shape == (1000, 2) and torch.isfinite(scope["x"]).all()
     assert all(torch.equal(a, b) for a, b in zip(scope["same"].parameters(), scope["ema"].parameters()))
