@@ -1,9 +1,13 @@
 """Shared test settings: small thread pools (the suite runs in parallel on 2 cores)."""
 
 import os
+import tempfile
 
 import pytest
 import torch
+
+# Reference statistics and registered feature networks go to a throwaway folder, not ~/.cache.
+os.environ["GENLAB_HOME"] = tempfile.mkdtemp(prefix="genlab-test-home-")
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)

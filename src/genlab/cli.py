@@ -1,4 +1,4 @@
-"""``genlab train | sample | list`` — the command line.
+"""``genlab train | sample | eval | features | list`` — the command line.
 
 Every mistake a user can make ends as one line ``error: <what to fix>`` and exit status 2.
 """
@@ -67,6 +67,38 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--churn", type=float, dest="S_churn", help="edm sampler S_churn")
     d.add_argument("--guidance", type=float, help="classifier-free guidance scale (class-conditional models)")
     d.add_argument("--label", type=int, help="class label for every sample (class-conditional models)")
+
+    e = sub.add_parser("eval", help="score a trained model's samples (FD, KID, precision/recall, ...)",
+                       description="Sample once (cached), compute the metrics, print them and merge them into "
+                                   "the run's metrics.json under the sampling settings.")
+    e.add_argument("path", help="run folder (runs/NAME) or saved model folder (then pass --data)")
+    e.add_argument("--metrics", help="comma list of fd,kid,pr,dc,vendi,memo,cls,modes,w2,ll,nll (default: all that apply)")
+    e.add_argument("-n", type=_positive_int, default=1000, help="samples to score (and test examples for nll)")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--data", help="data to compare with (default: the run's)")
+    e.add_argument("--features", help="digits28 | digits8 | pixels | FILE.safetensors | FILE.pt (TorchScript); "
+                                      "default: the network made for the data")
+    e.add_argument("--features-size", type=_positive_int, help="TorchScript input size (images are resized)")
+    e.add_argument("--features-channels", type=int, choices=(1, 3), help="TorchScript input channels")
+    e.add_argument("--features-range", default="-1,1", help="TorchScript input value range, e.g. 0,255")
+    e.add_argument("--batch-size", type=_positive_int, default=250)
+    e.add_argument("--device", default="auto")
+    e.add_argument("--no-progress", action="store_true")
+    es = e.add_argument_group("sampling (defaults come from the model)")
+    es.add_argument("--sampler")
+    es.add_argument("--steps", type=_positive_int)
+    es.add_argument("--guidance", type=float)
+
+    f = sub.add_parser("features", help="feature networks for the metrics")
+    fsub = f.add_subparsers(dest="features_command", required=True, parser_class=_Parser)
+    ft = fsub.add_parser("train", help="train a feature network on labelled data and register it for that data")
+    ft.add_argument("--data", required=True, help="labelled data: built-in name or a path (class subfolders, .npz with y, ...)")
+    ft.add_argument("--image-size", type=_positive_int, help="resize images to N x N")
+    ft.add_argument("--out", help="safetensors file (default: GENLAB_HOME/features/<data hash>.safetensors)")
+    ft.add_argument("--epochs", type=_positive_int, default=30)
+    ft.add_argument("--seed", type=int, default=0)
+    ft.add_argument("--no-register", action="store_true", help="do not make it the default extractor for this data")
+    ft.add_argument("--no-progress", action="store_true")
 
     sub.add_parser("list", help="list models and data sets")
     return p
@@ -143,6 +175,58 @@ def cmd_sample(args: argparse.Namespace) -> None:
     print(f"wrote {args.n} samples to {out}{nfe}")
 
 
+def cmd_eval(args: argparse.Namespace) -> None:
+    from genlab.train.assess import assess
+    from genlab.train.trainer import resolve_device
+
+    try:
+        lo, hi = (float(v) for v in args.features_range.split(","))
+    except ValueError:
+        raise UserError(f"--features-range {args.features_range!r}: give two numbers, e.g. 0,255") from None
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
+    options = {k: getattr(args, k) for k in ("sampler", "steps", "guidance") if getattr(args, k) is not None}
+    key, results = assess(args.path, metrics, args.n, seed=args.seed, options=options, features=args.features,
+                          data=args.data, batch_size=args.batch_size, device=resolve_device(args.device),
+                          show_progress=not args.no_progress, features_size=args.features_size,
+                          features_channels=args.features_channels, features_range=(lo, hi))
+    print(f"{args.path} ({key}):")
+    for k, v in results.items():
+        if k.startswith("floor_"):
+            continue
+        floor = results.get(f"floor_{k}")
+        shown = f"{v:.5g}" if isinstance(v, float) else str(v)
+        print(f"  {k:<24} {shown}" + (f"   (test data: {floor:.5g})" if isinstance(floor, (int, float)) else ""))
+    print(f"merged into {Path(args.path) / 'metrics.json'} under eval / {key!r}")
+
+
+def cmd_features(args: argparse.Namespace) -> None:
+    import torch
+
+    from genlab.data import load_dataset
+    from genlab.metrics.feature_net import FeatureTraining, accuracy, save_feature_net, train_feature_net
+    from genlab.metrics.features import data_fingerprint, genlab_home, register_for_data
+
+    data = load_dataset(args.data, image_size=args.image_size)
+    train, test = data.train, data.test
+    if train.kind != "image" or train.y is None or train.num_classes < 2:
+        raise UserError(f"--data {args.data}: a feature network needs labelled images with at least 2 classes "
+                        "(an image folder with one subfolder per class, or an .npz with x and y)")
+    out = Path(args.out) if args.out else genlab_home() / "features" / f"{data_fingerprint(train.x)}.safetensors"
+    if out.suffix != ".safetensors":
+        raise UserError(f"--out {str(out)!r}: use a .safetensors file name")
+    settings = FeatureTraining(epochs=args.epochs, seed=args.seed)
+    net = train_feature_net(train.x, train.y, train.num_classes, settings, show_progress=not args.no_progress)
+    acc = accuracy(net, test.x, test.y)
+    info = {"data": args.data, "image_size": args.image_size, "test_accuracy": acc, "test_examples": len(test),
+            "train_examples": len(train), "epochs": args.epochs, "seed": args.seed, "torch": torch.__version__}
+    save_feature_net(net, out, list(train.classes), info)
+    where = ""
+    if not args.no_register:
+        register_for_data(out, train.x)
+        where = f"; registered as the feature network of {args.data}"
+    print(f"wrote {out}: test accuracy {acc:.4f} on {len(test)} examples{where}")
+
+
 def cmd_list(args: argparse.Namespace) -> None:
     from genlab.data import DATASETS
     from genlab.registry import MODELS
@@ -167,7 +251,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.overrides = [*args.overrides, *extra]
         import genlab  # noqa: F401  (registers every model family)
 
-        {"train": cmd_train, "sample": cmd_sample, "list": cmd_list}[args.command](args)
+        commands = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "features": cmd_features,
+                    "list": cmd_list}
+        commands[args.command](args)
     except UserError as e:
         if os.environ.get("RANK", "0") == "0":  # under torchrun every rank fails alike: rank 0 says why
             print(f"error: {e}", file=sys.stderr)

@@ -161,6 +161,11 @@ class Model(nn.Module):
     def reconstruct(self, x: Tensor) -> Tensor:
         raise UserError(f"model {self.name!r} does not reconstruct its input")
 
+    def sample_classes(self, n: int) -> Tensor | None:
+        """The class each of ``n`` samples is drawn for when none are given; None: unconditional.
+        Conditional families override it (and accept ``class_labels=`` in ``sample``)."""
+        return None
+
     # -- optional hooks -------------------------------------------------------------------------
     def init_from_data(self, batch: dict[str, Tensor]) -> None:
         """Called once before training (not on resume) with a training batch, before the EMA copy."""

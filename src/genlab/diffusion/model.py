@@ -149,6 +149,10 @@ class DiffusionModel(Model):
         return make_sigmas(c.grid if grid is None else grid, c.sample_steps if steps is None else steps, self.schedule,
                            spacing=c.spacing if spacing is None else spacing, rho=c.rho if rho is None else rho)
 
+    def sample_classes(self, n: int) -> Tensor | None:
+        """Class-conditional models draw sample i for class i mod K unless told otherwise."""
+        return torch.arange(n) % self.config.num_classes if self.config.num_classes else None
+
     def _labels(self, n: int, class_labels: Tensor | None, guidance: float) -> Tensor | None:
         k = self.config.num_classes
         if k == 0:
@@ -157,7 +161,7 @@ class DiffusionModel(Model):
             if guidance != 1.0:
                 raise UserError(f"guidance={guidance} needs a class-conditional model; train with labelled data")
             return None
-        labels = torch.arange(n) % k if class_labels is None else torch.as_tensor(class_labels).long().reshape(-1)
+        labels = self.sample_classes(n) if class_labels is None else torch.as_tensor(class_labels).long().reshape(-1)
         if len(labels) != n:
             raise UserError(f"got {len(labels)} class labels for {n} samples")
         if labels.min() < 0 or labels.max() >= k:
