@@ -144,11 +144,16 @@ class VAE(Model):
 
     @torch.no_grad()
     def sample(self, n: int, *, generator: torch.Generator | None = None, batch_size: int | None = None, **kw) -> Tensor:
-        """Decoder means for z ~ N(0, I), decoded ``batch_size`` at a time; noise from ``generator``."""
+        """Decoder means for z ~ N(0, I), decoded ``batch_size`` at a time; noise from ``generator``.
+
+        For quantized data the means are clipped to the data range [-1, 1]: the discretized
+        likelihood puts all mass below -1 on the lowest level, so background means drift far below.
+        """
         if kw:
             raise UserError(f"vae sampling takes no option {', '.join(kw)} (only batch_size)")
         z = randn((n, self.config.latent_dim), generator, self.device)
-        return torch.cat([self.decode(part)[0] for part in z.split(batch_size or n)])
+        x = torch.cat([self.decode(part)[0] for part in z.split(batch_size or n)])
+        return x.clamp(-1.0, 1.0) if self.config.bins else x
 
     @torch.no_grad()
     def encode(self, x: Tensor) -> Tensor:

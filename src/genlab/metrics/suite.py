@@ -3,7 +3,7 @@
 ``evaluate_samples(samples, splits, extractor, metrics)`` extracts the samples' features once and
 feeds them to every requested metric against the training split's cached reference features
 (:func:`reference_features`), with as many training examples as samples (a seeded subset when
-there are more). Beside each distance it reports the *floor*: the same metric for the held-out
+there are more); image samples are clipped to the data range [-1, 1]. Beside each distance it reports the *floor*: the same metric for the held-out
 test split (min(n, test size) examples against as many training examples), i.e. what real unseen
 data scores, so a number can be read without a paper.
 
@@ -124,6 +124,8 @@ def evaluate_samples(samples: Tensor, splits: Splits, extractor: FeatureExtracto
                      show_progress: bool = False) -> tuple[dict[str, Any], Memorization | None]:
     """Metrics of ``samples`` against ``splits.train`` (see the module docstring), with floors."""
     names = check_metrics(metrics, splits.train, extractor, len(samples))
+    if splits.train.kind == "image":
+        samples = samples.clamp(-1.0, 1.0)  # the data range, as saving the samples as images does
     want_logits = "cls" in names
     fake, fake_logits = extract(extractor, samples, logits=want_logits, show_progress=show_progress,
                                 desc="features samples")
