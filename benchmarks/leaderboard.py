@@ -28,6 +28,7 @@ os.environ.setdefault("GENLAB_HOME", tempfile.mkdtemp(prefix="genlab-leaderboard
 import genlab  # noqa: E402
 from genlab.data import load_dataset  # noqa: E402
 from genlab.metrics.features import get_extractor  # noqa: E402
+from genlab.metrics.memorization import RATIO  # noqa: E402
 from genlab.metrics.suite import default_metrics, evaluate_samples  # noqa: E402
 from genlab.registry import MODELS  # noqa: E402
 from genlab.train import TrainConfig, Trainer  # noqa: E402
@@ -165,10 +166,10 @@ def main() -> None:
             f"- Machine: {cpu}, {os.cpu_count()} logical CPUs, {torch.get_num_threads()} torch threads; torch "
             f"{torch.__version__}, Python {platform.python_version()}; 1-min load average before {load_before:.1f}, "
             f"after {os.getloadavg()[0]:.1f}; whole run {time.perf_counter() - t0:.0f} s",
-            "- Metrics: `genlab.metrics` (FD from a symmetric eigenproblem, KID 100 subsets, precision / recall "
-            "k = 3, density / coverage k = 5, memorization = share of samples 3x closer to a training image than "
-            "that image's own nearest training neighbour, classifier metrics from the feature network; on grid25 "
-            "modes covered of 25 and high-quality share within 3 std, exact W2 by POT)", ""]
+            f"- Metrics: `genlab.metrics` (FD from a symmetric eigenproblem, KID, precision / recall, density / "
+            f"coverage, memorization = share of samples {1 / RATIO:g}x closer to a training image than that image's "
+            "own nearest training neighbour, classifier metrics from the feature network; on grid25 modes covered "
+            "and high-quality share, exact W2 by POT; protocols in docs/evaluation.md)", ""]
     (results_dir / "leaderboard.md").write_text("\n".join(head + sections))
     print((results_dir / "leaderboard.md").read_text())
 
