@@ -129,8 +129,19 @@ def test_genlab_eval_merges_results_and_caches_samples(toy_run, capsys):
     assert len(list((toy_run / "eval").glob("samples-*.npz"))) == 1  # sampled once
 
 
+def test_genlab_eval_on_a_vae_run(tmp_path, capsys):
+    run = tmp_path / "vae"
+    assert main(["train", "vae", "--data", "grid25", "--steps", "20", "--out", str(run), "--no-progress",
+                 "hidden=16", "depth=1", "eval_examples=32"]) == 0
+    assert main(["eval", str(run), "-n", "200", "--metrics", "fd,modes,nll", "--no-progress"]) == 0
+    entry = json.loads((run / "metrics.json").read_text())["eval"]["n=200 seed=0"]
+    assert entry["samples"] == 200 and 0 <= entry["modes"] <= 25 and entry["nll_examples"] == 200
+    assert math.isfinite(entry["fd"]) and math.isfinite(entry["bits_per_dim"])
+
+
 BAD_EVAL = [
     (["--metrics", "fid"], "unknown metric 'fid'"),
+    (["--features", "inception"], "unknown feature network 'inception'"),
     (["--metrics", "pr", "-n", "3"], "metric pr needs at least 4 samples, got -n 3"),
     (["--metrics", "memo"], "memo (memorization) applies to images"),
     (["--features", "digits28"], "expects examples of shape (1, 28, 28)"),
