@@ -18,9 +18,16 @@ RUNS = {
     "vae": ["train", "vae", "--data", "moons", *COMMON, "hidden=32"],
     "edm": ["train", "edm", "--data", "moons", *COMMON, "hidden=32", "depth=2"],
     "gan": ["train", "toy-gan", "--data", "ring8", *COMMON],
+    # Augmentations (crops, mixup pairs) and MAE's masks drawn per row: a split batch draws alike. No qkv
+    # bias: the key bias's gradient is exactly zero (softmax ignores a shift shared by all keys), so its float
+    # noise, normalised by Adam into +-lr steps, would differ between runs (measured 2e-4 at lr 1e-3).
+    "vit": ["train", "vit", "--data", "digits", *COMMON, "patch_size=2", "embed_dim=16", "depth=1", "num_heads=2",
+            "crop_pad=1", "mixup=0.4", "label_smoothing=0.1", "qkv_bias=false"],
+    "mae": ["train", "mae", "--data", "digits", *COMMON, "patch_size=2", "embed_dim=16", "depth=1", "num_heads=2",
+            "decoder_embed_dim=8", "decoder_depth=1", "decoder_num_heads=2", "qkv_bias=false"],
 }
 # max |a - b| / (1 + |b|) over every parameter, EMA weight and optimizer moment after 20 steps. Measured
-# on CPU: vae 5e-8, edm 6.5e-6, toy-gan 7e-8 (float sums in another order, amplified by Adam on near-zero
+# on CPU: vae 5e-8, edm 6.5e-6, toy-gan 7e-8, vit 1.7e-7, mae 3.3e-7 (float sums in another order, amplified by Adam on near-zero
 # gradients; lr = 0.01 moves a weight by up to 0.01 per step).
 TOLERANCE = 1e-4
 
@@ -45,12 +52,12 @@ def _max_diff(a, b):
 @pytest.fixture(scope="module")
 def two_processes(tmp_path_factory):
     root = tmp_path_factory.mktemp("ddp")
-    proc = _torchrun(root, ["vae", "edm", "gan"])
+    proc = _torchrun(root, list(RUNS))
     assert proc.returncode == 0, proc.stderr[-3000:]
     return root, proc
 
 
-@pytest.mark.parametrize("name", ["vae", "edm", "gan"])
+@pytest.mark.parametrize("name", list(RUNS))
 def test_two_processes_equal_one(name, two_processes, tmp_path, one_thread):
     import toy_families  # noqa: F401
     from genlab.cli import main
@@ -74,8 +81,8 @@ def test_one_line_per_run_and_resume_on_another_world_size(two_processes, tmp_pa
     from genlab.cli import main
 
     root, proc = two_processes
-    assert len(re.findall(r"^done: ", proc.stdout, re.M)) == 3  # rank 0 alone prints
-    assert len(re.findall(r"parameters on 2 processes \(cpu\)", proc.stderr)) == 3
+    assert len(re.findall(r"^done: ", proc.stdout, re.M)) == len(RUNS)  # rank 0 alone prints
+    assert len(re.findall(r"parameters on 2 processes \(cpu\)", proc.stderr)) == len(RUNS)
     # 10 steps on two processes, then 10 more on one, equal 20 on one.
     half = tmp_path / "half"
     shutil.copytree(root / "vae", half)

@@ -84,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--batch-size", type=_positive_int, default=250)
     e.add_argument("--device", default="auto")
     e.add_argument("--no-progress", action="store_true")
+    ep = e.add_argument_group("representation probes (vit, resnet, mae runs; instead of sample metrics)")
+    ep.add_argument("--probe", help="linear | knn | finetune: accuracy on the test split")
+    ep.add_argument("--labels", help="share of the training labels the probe uses, e.g. 10%% (default 100%%)")
+    ep.add_argument("--probe-epochs", type=_positive_int, help="epochs of the linear probe (100) or fine-tuning (30)")
     es = e.add_argument_group("sampling (defaults come from the model)")
     es.add_argument("--sampler")
     es.add_argument("--steps", type=_positive_int)
@@ -179,6 +183,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from genlab.train.assess import assess
     from genlab.train.trainer import resolve_device
 
+    if args.probe is not None or args.labels is not None or args.probe_epochs is not None:
+        return cmd_probe(args)
     try:
         lo, hi = (float(v) for v in args.features_range.split(","))
     except ValueError:
@@ -197,6 +203,22 @@ def cmd_eval(args: argparse.Namespace) -> None:
         shown = f"{v:.5g}" if isinstance(v, float) else str(v)
         print(f"  {k:<24} {shown}" + (f"   (test data: {floor:.5g})" if isinstance(floor, (int, float)) else ""))
     print(f"merged into {Path(args.path) / 'metrics.json'} under eval / {key!r}")
+
+
+def cmd_probe(args: argparse.Namespace) -> None:
+    from genlab.train.probe import probe
+    from genlab.train.trainer import resolve_device
+
+    if args.probe is None:
+        raise UserError("--labels and --probe-epochs go with --probe linear|knn|finetune")
+    if args.metrics:
+        raise UserError("--probe measures a representation; --metrics scores samples: run them separately")
+    key, results = probe(args.path, args.probe, args.labels, seed=args.seed, epochs=args.probe_epochs,
+                         data=args.data, batch_size=args.batch_size, device=resolve_device(args.device),
+                         show_progress=not args.no_progress)
+    print(f"{args.path} ({key}): accuracy {results['accuracy']:.4f} on {results['test_examples']} test examples, "
+          f"{results['train_examples']} labelled training examples")
+    print(f"merged into {Path(args.path) / 'metrics.json'} under probe / {key!r}")
 
 
 def cmd_features(args: argparse.Namespace) -> None:

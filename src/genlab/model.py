@@ -161,6 +161,11 @@ class Model(nn.Module):
     def reconstruct(self, x: Tensor) -> Tensor:
         raise UserError(f"model {self.name!r} does not reconstruct its input")
 
+    def reconstruction_panels(self, x: Tensor, generator: torch.Generator | None = None) -> list[Tensor]:
+        """Image batches shown side by side, one column each, in a run's ``reconstructions.png``:
+        ``[x, reconstruct(x)]`` where the family reconstructs (MAE adds the masked input); [] otherwise."""
+        return [x, self.reconstruct(x)] if self.can("reconstruct") else []
+
     def sample_classes(self, n: int) -> Tensor | None:
         """The class each of ``n`` samples is drawn for when none are given; None: unconditional.
         Conditional families override it (and accept ``class_labels=`` in ``sample``)."""

@@ -50,6 +50,9 @@ def write_report(run_dir: Path, metrics: dict[str, Any], title: str, notes: Sequ
         parts += ["<h2>Training curves</h2>", _img(run_dir / "curves.png")]
     if (run_dir / "samples.png").is_file():
         parts += ["<h2>Samples (EMA weights)</h2>", _img(run_dir / "samples.png")]
+    if (run_dir / "reconstructions.png").is_file():
+        parts += ["<h2>Test images and what the model makes of them (one row each)</h2>",
+                  _img(run_dir / "reconstructions.png")]
     style = "body{font-family:sans-serif;max-width:60em;margin:2em auto}td{padding:2px 12px}"
     page = f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{style}</style></head><body>{''.join(parts)}</body></html>"
     out = run_dir / "report.html"

@@ -119,14 +119,14 @@ def assess(path: str | Path, metrics: list[str] | None = None, n: int = 1000, *,
     if want_nll:
         lik = evaluate(model, splits.test, batch_size, n, show_progress=show_progress)
         results.update(nll_nats=lik["nll_nats"], bits_per_dim=lik["bits_per_dim"], nll_examples=lik["test_examples"])
-    _merge(path / "metrics.json", key, results)
+    merge_results(path / "metrics.json", "eval", key, results)
     return key, results
 
 
-def _merge(metrics_file: Path, key: str, results: dict[str, Any]) -> None:
-    """Add ``results`` under ``"eval"`` / ``key`` in metrics.json (kept when other keys are re-scored)."""
+def merge_results(metrics_file: Path, section: str, key: str, results: dict[str, Any]) -> None:
+    """Add ``results`` under ``section`` / ``key`` in metrics.json (kept when other keys are re-scored)."""
     data = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
-    data.setdefault("eval", {})
-    data["eval"][key] = {**data["eval"].get(key, {}), **results}
+    data.setdefault(section, {})
+    data[section][key] = {**data[section].get(key, {}), **results}
     metrics_file.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(metrics_file, json.dumps(data, indent=2))

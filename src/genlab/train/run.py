@@ -81,8 +81,12 @@ def start_run(
                 raise UserError(f"{flag} {given} differs from the run's {kept}: a resumed run keeps its data; "
                                 f"leave {flag} out or start a new run with another --out")
         to_model, to_train = split_overrides(model_name, overrides)
-        if to_model:
-            raise UserError(f"cannot change model options when resuming: {', '.join(to_model)}")
+        if to_model:  # repeating the run's own values is fine; changing them is not
+            kept = to_dict(create(model_name, **saved["model_config"]).config)
+            asked = to_dict(create(model_name, **{**saved["model_config"], **to_model}).config)
+            changed = [k for k in to_model if asked.get(k) != kept.get(k)]
+            if changed:
+                raise UserError(f"cannot change model options when resuming: {', '.join(changed)}")
         if "time_budget" in to_train:  # this invocation's budget, on top of the time already trained
             trained = json.loads((ckpt / "trainer.json").read_text())["elapsed"]
             to_train["time_budget"] = trained + float(to_train["time_budget"])

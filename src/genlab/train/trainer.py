@@ -29,7 +29,7 @@ from genlab.data.dataset import Splits
 from genlab.errors import UserError
 from genlab.model import Context, Model
 from genlab.nn.random import RowRandom
-from genlab.report.grid import class_columns, picture_problem, save_samples
+from genlab.report.grid import class_columns, picture_problem, save_image_grid, save_samples
 from genlab.report.html import write_report
 from genlab.train import distributed as dist
 from genlab.train.checkpoint import (
@@ -308,6 +308,16 @@ class Trainer:
         save_samples(x, path, reference=ref, title=f"{self.model.name}, step {self.step}",
                      nrow=class_columns(self.model.config.num_classes))
 
+    def reconstruction_grid(self, path: Path, n: int = 8) -> None:
+        """The EMA model's ``reconstruction_panels`` of the first ``n`` test images: one row each."""
+        if self.data.test.kind != "image":
+            return
+        x = self.data.test.x[:n].to(self.device)
+        with torch.no_grad():
+            panels = self.ema.model.reconstruction_panels(x, torch.Generator().manual_seed(SAMPLE_SEED))
+        if panels:
+            save_image_grid(torch.stack(panels, dim=1).flatten(0, 1), path, nrow=len(panels))
+
     def _should_stop(self, interrupt: DeferredInterrupt, start: float, start_elapsed: float) -> bool:
         """Advance the clock and decide, identically on every rank, whether to stop."""
         local = start_elapsed + time.perf_counter() - start
@@ -396,6 +406,7 @@ class Trainer:
                                  f"of {self.cfg.steps}")
         write_text_atomic(self.out / "metrics.json", json.dumps(metrics, indent=2))
         self.sample_grid(self.out / "samples.png")
+        self.reconstruction_grid(self.out / "reconstructions.png")
         write_report(self.out, metrics, f"genlab {self.model.name} on {self.data.train.name}", self.notes)
         return metrics
 

@@ -1,0 +1,155 @@
+"""Vision Transformer (Dosovitskiy et al. 2021) that loads timm ``VisionTransformer`` weights unchanged.
+
+Conv patch embedding, optional class token, learned or fixed 2-D sin-cos position embeddings,
+pre-norm blocks (``genlab.nn.transformer``), class-token or average pooling. Module names,
+LayerNorm eps (1e-6), exact GELU and the norm / fc_norm rule follow timm, so
+``vit.load_state_dict(timm_model.state_dict())`` works and gives the same outputs (tested against
+a timm fixture to 1e-5). ``ViT(img_size=28, patch_size=4, in_chans=1, ...)`` takes timm's keyword
+names; the registry builds it from a :class:`ViTConfig`. Loading weights made for another image
+size resamples the position embedding (bicubic, any grid).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from genlab.errors import UserError
+from genlab.model import register_model
+from genlab.nn.patches import PatchEmbed, check_patch_grid
+from genlab.nn.pos_embed import resize_pos_embed, sincos_2d
+from genlab.nn.transformer import Block, init_transformer_weights, layer_norm
+from genlab.vision.classifier import Classifier, ClassifierConfig
+
+TIMM_NAMES = ("img_size", "patch_size", "in_chans", "num_classes", "embed_dim", "depth", "num_heads",
+              "mlp_ratio", "global_pool", "class_token", "qkv_bias")
+
+
+@dataclass
+class ViTConfig(ClassifierConfig):
+    data_shape: tuple[int, ...] = (1, 28, 28)
+    patch_size: int = 4
+    embed_dim: int = 192
+    depth: int = 6
+    num_heads: int = 3
+    mlp_ratio: float = 4.0
+    qkv_bias: bool = True
+    class_token: bool = True
+    global_pool: Literal["token", "avg"] = "token"
+    pos_embed: Literal["learn", "sincos"] = "learn"  # sincos: fixed (not trained), as MAE's encoder
+
+    def validate(self) -> None:
+        super().validate()
+        check_patch_grid(tuple(self.data_shape[1:]), self.patch_size)
+        for name in ("embed_dim", "depth", "num_heads"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{name}={getattr(self, name)}: must be >= 1")
+        if self.embed_dim % self.num_heads:
+            raise UserError(f"embed_dim={self.embed_dim} must be divisible by num_heads={self.num_heads}")
+        if self.mlp_ratio <= 0:
+            raise UserError(f"mlp_ratio={self.mlp_ratio}: must be > 0")
+        if self.global_pool == "token" and not self.class_token:
+            raise UserError("global_pool=token needs class_token=true; use global_pool=avg without a class token")
+        if self.pos_embed == "sincos" and self.embed_dim % 4:
+            raise UserError(f"pos_embed=sincos needs embed_dim divisible by 4, got {self.embed_dim}")
+
+
+def config_from_timm(**kw: Any) -> ViTConfig:
+    """A :class:`ViTConfig` from timm's ``VisionTransformer`` keyword arguments."""
+    unknown = sorted(set(kw) - set(TIMM_NAMES))
+    if unknown:
+        raise UserError(f"unknown ViT argument(s) {', '.join(unknown)}; genlab's ViT takes {', '.join(TIMM_NAMES)}")
+    size = kw.pop("img_size", 224)
+    h, w = (size, size) if isinstance(size, int) else tuple(size)
+    cfg = replace(ViTConfig(), data_shape=(kw.pop("in_chans", 3), h, w), patch_size=kw.pop("patch_size", 16),
+                  num_classes=kw.pop("num_classes", 1000), embed_dim=768, depth=12, num_heads=12)
+    if kw.get("global_pool") == "":
+        raise UserError("global_pool='' (no pooling) is not supported; use 'token' or 'avg'")
+    cfg = replace(cfg, **kw)
+    cfg.validate()
+    return cfg
+
+
+@register_model("vit", help="Vision Transformer classifier (timm-compatible weights); top-1 accuracy [encode]")
+class ViT(Classifier):
+    """ViT backbone + linear head; ``forward_features`` returns all tokens after the final norm."""
+
+    config_class = ViTConfig
+
+    def __init__(self, config: ViTConfig | None = None, **timm_kwargs: Any) -> None:
+        if config is None:
+            config = config_from_timm(**timm_kwargs)
+        elif timm_kwargs:
+            raise UserError("give ViT either a config or timm keyword arguments, not both")
+        super().__init__(config)
+        c, h, w = config.data_shape
+        d = config.embed_dim
+        self.patch_embed = PatchEmbed((h, w), config.patch_size, c, d)
+        self.num_prefix_tokens = int(config.class_token)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, d)) if config.class_token else None
+        n = self.patch_embed.num_patches + self.num_prefix_tokens
+        if config.pos_embed == "sincos":
+            fixed = sincos_2d(d, self.patch_embed.grid_size, self.num_prefix_tokens)[None]
+            self.pos_embed = nn.Parameter(fixed, requires_grad=False)
+        else:
+            self.pos_embed = nn.Parameter(torch.randn(1, n, d) * 0.02)
+        self.blocks = nn.Sequential(*[Block(d, config.num_heads, config.mlp_ratio, config.qkv_bias)
+                                      for _ in range(config.depth)])
+        use_fc_norm = config.global_pool == "avg"  # timm: average pooling normalises after pooling
+        self.norm = nn.Identity() if use_fc_norm else layer_norm(d)
+        self.fc_norm = layer_norm(d) if use_fc_norm else nn.Identity()
+        self.head = nn.Linear(d, config.num_classes) if config.num_classes > 0 else nn.Identity()
+        init_transformer_weights(self.blocks)
+        if self.cls_token is not None:
+            nn.init.normal_(self.cls_token, std=0.02)
+        if isinstance(self.head, nn.Linear):  # timm: truncated normal, std 0.02
+            nn.init.trunc_normal_(self.head.weight, std=0.02)
+            nn.init.zeros_(self.head.bias)
+
+    def no_weight_decay(self) -> set[str]:
+        return {"pos_embed", "cls_token"}
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        x = self.patch_embed(x)
+        if self.cls_token is not None:
+            x = torch.cat([self.cls_token.expand(len(x), -1, -1), x], dim=1)
+        return self.norm(self.blocks(x + self.pos_embed))
+
+    def forward_head(self, features: Tensor, pre_logits: bool = False) -> Tensor:
+        if self.config.global_pool == "avg":
+            pooled = features[:, self.num_prefix_tokens:].mean(dim=1)
+        else:
+            pooled = features[:, 0]
+        pooled = self.fc_norm(pooled)
+        return pooled if pre_logits else self.head(pooled)
+
+    def num_layers(self) -> int:
+        return self.config.depth + 1
+
+    def layer_id(self, name: str) -> int:
+        """MAE's ``get_layer_id_for_vit``: embeddings 0, block i is i + 1, the rest (norms, head) last."""
+        if name.split(".")[0] in ("cls_token", "pos_embed", "patch_embed"):
+            return 0
+        if name.startswith("blocks."):
+            return int(name.split(".")[1]) + 1
+        return self.num_layers()
+
+    def load_state_dict(self, state_dict: dict[str, Tensor], strict: bool = True, assign: bool = False):
+        """timm / genlab / MAE-encoder state dicts; the position embedding is resampled to this
+        model's grid; any other shape mismatch is an error naming the key and both shapes."""
+        state = dict(state_dict)
+        pos = state.get("pos_embed")
+        if pos is not None and pos.shape != self.pos_embed.shape:
+            if pos.shape[-1] != self.pos_embed.shape[-1]:
+                raise UserError(f"pos_embed: checkpoint shape {tuple(pos.shape)} vs model {tuple(self.pos_embed.shape)} "
+                                "(different embed_dim)")
+            state["pos_embed"] = resize_pos_embed(pos, self.patch_embed.grid_size, self.num_prefix_tokens)
+        own = self.state_dict()
+        for key, value in state.items():
+            if key in own and tuple(own[key].shape) != tuple(value.shape):
+                raise UserError(f"{key}: checkpoint shape {tuple(value.shape)} does not match the model's "
+                                f"{tuple(own[key].shape)}")
+        return super().load_state_dict(state, strict=strict, assign=assign)
