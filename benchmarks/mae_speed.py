@@ -1,0 +1,145 @@
+"""MAE Table 2 at small scale: the encoder on visible patches only vs the same ViT with mask tokens.
+
+Run with ``python benchmarks/mae_speed.py``; writes ``benchmarks/results/mae_speed.md``.
+
+For each config (the default 192 wide x 6 deep and 384 x 12, patch 4 on 28x28 digits, 49
+patches), decoder depth 1 and 2, mask ratio 0.75, batch 128: the training step (forward, backward,
+AdamW) of genlab's ``mae`` against a baseline that differs in one thing only — its encoder
+processes all 49 tokens, masked ones replaced by a learned mask token (the paper's "encoder w/
+[M]") — timed alternately in one process (median of REPEATS steps after warm-up), in fp32 and
+under bf16 autocast. FLOPs of one training step are counted by ``torch.utils.flop_counter``
+(forward + backward), not estimated. Targets: >= 3.0x at the default config, >= 3.7x at 384 x 12
+(the paper: 2.8x to 4.1x wall clock, 3.3x fewer FLOPs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from torch.utils.flop_counter import FlopCounterMode
+
+import genlab
+from genlab.data import load_dataset
+from genlab.vision.mae import MAE, random_masking
+
+RESULTS = Path(__file__).resolve().parent / "results"
+CONFIGS = {"192 x 6 (default)": dict(embed_dim=192, depth=6, num_heads=3),
+           "384 x 12": dict(embed_dim=384, depth=12, num_heads=6)}
+TARGETS = {"192 x 6 (default)": 3.0, "384 x 12": 3.7}
+BATCH, WARMUP, REPEATS = 128, 3, 15
+PAPER = dict(slowest=2.8, fastest=4.1, flops=3.3)  # MAE Table 2 / Table 1c (../shared/PAPERS.md)
+
+
+class MAEWithMaskTokens(MAE):
+    """The paper's ablation: the encoder sees every position, masked ones as a learned [M] token."""
+
+    def __init__(self, config) -> None:
+        super().__init__(config)
+        self.encoder_mask_token = nn.Parameter(torch.zeros(1, 1, config.embed_dim))
+
+    def masked_prediction(self, x: Tensor, source=None) -> tuple[Tensor, Tensor]:
+        _, mask, _ = random_masking(len(x), self.num_patches, self.num_visible(), source, x.device)
+        tokens = self.patch_embed(x)
+        tokens = torch.where(mask[..., None].bool(), self.encoder_mask_token.to(tokens.dtype), tokens)
+        cls = (self.cls_token + self.pos_embed[:, :1]).expand(len(x), -1, -1)
+        latent = self.norm(self.blocks(torch.cat([cls, tokens + self.pos_embed[:, 1:]], dim=1)))
+        seq = self.decoder_embed(latent) + self.decoder_pos_embed
+        return self.decoder_pred(self.decoder_norm(self.decoder_blocks(seq)))[:, 1:], mask
+
+
+def build(cls, cfg: dict, decoder_depth: int) -> MAE:
+    config = genlab.create("mae", data_shape=(1, 28, 28), decoder_depth=decoder_depth, **cfg).config
+    torch.manual_seed(0)
+    model = cls(config)
+    model.name = "mae"
+    return model
+
+
+def step_fn(model: MAE, x: Tensor, bf16: bool):
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4, betas=(0.9, 0.95))
+    g = torch.Generator().manual_seed(0)
+
+    def step() -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext():
+            loss = model.loss({"x": x}, "main", genlab.Context(random=g))["loss"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def flops(model: MAE, x: Tensor) -> int:
+    counter = FlopCounterMode(display=False)
+    with counter:
+        model.loss({"x": x}, "main", genlab.Context(random=torch.Generator().manual_seed(0)))["loss"].backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
+
+
+def timed_pair(a, b, repeats: int) -> tuple[float, float]:
+    """Median seconds per step of two step functions, run alternately (same machine state)."""
+    for _ in range(WARMUP):
+        a(), b()
+    ta, tb = [], []
+    for _ in range(repeats):
+        for fn, out in ((a, ta), (b, tb)):
+            t0 = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t0)
+    return statistics.median(ta), statistics.median(tb)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--repeats", type=int, default=REPEATS)
+    p.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    p.add_argument("--results", default=str(RESULTS))
+    args = p.parse_args()
+    x = load_dataset("mnist5k").train.x[:BATCH]
+    rows = []
+    load_before, t_start = os.getloadavg()[0], time.perf_counter()
+    for name in args.configs:
+        for depth in (1, 2):
+            ours, base = build(MAE, CONFIGS[name], depth), build(MAEWithMaskTokens, CONFIGS[name], depth)
+            f_ours, f_base = flops(ours, x), flops(base, x)
+            for bf16 in (False, True):
+                t_ours, t_base = timed_pair(step_fn(ours, x, bf16), step_fn(base, x, bf16), args.repeats)
+                rows.append(dict(config=name, depth=depth, precision="bf16" if bf16 else "fp32", t_ours=t_ours,
+                                 t_base=t_base, f_ours=f_ours, f_base=f_base))
+                print(f"{name}, decoder depth {depth}, {rows[-1]['precision']}: {t_base / t_ours:.2f}x "
+                      f"({t_ours * 1e3:.0f} vs {t_base * 1e3:.0f} ms), FLOPs {f_base / f_ours:.2f}x", flush=True)
+    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
+    lines = ["# MAE training speed: visible-only encoder vs encoder with mask tokens (MAE Table 2)", "",
+             f"- Machine: {cpu}, {os.cpu_count()} logical CPUs, {torch.get_num_threads()} torch threads; torch "
+             f"{torch.__version__}; 1-min load average before {load_before:.1f}, after {os.getloadavg()[0]:.1f}; "
+             f"whole run {time.perf_counter() - t_start:.0f} s",
+             f"- One training step (forward, backward, AdamW) on a batch of {BATCH} mnist5k digits, 28x28, patch 4 "
+             f"(49 patches), mask ratio {ours.config.mask_ratio} ({ours.num_visible()} visible); "
+             f"decoder {ours.config.decoder_embed_dim} wide; median of {args.repeats} steps after {WARMUP} warm-up steps, the two models "
+             "alternating. FLOPs counted by torch.utils.flop_counter (forward + backward).", "",
+             "| encoder | decoder depth | precision | MAE ms/step | with [M] ms/step | speed-up | FLOP ratio | target |",
+             "|---|---:|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['config']} | {r['depth']} | {r['precision']} | {r['t_ours'] * 1e3:.1f} | "
+                     f"{r['t_base'] * 1e3:.1f} | {r['t_base'] / r['t_ours']:.2f}x | {r['f_base'] / r['f_ours']:.2f}x | "
+                     f">= {TARGETS[r['config']]:.1f}x |")
+    lines += ["", f"The paper (ViT-L / ViT-H, decoder depth 8 to 1): {PAPER['slowest']}x to {PAPER['fastest']}x wall clock; "
+              f"{PAPER['flops']}x fewer FLOPs."]
+    out = Path(args.results)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "mae_speed.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""ViT throughput vs timm's ``VisionTransformer`` of the same config and weights, side by side.
+
+Run with ``python benchmarks/vit_throughput.py``; writes ``benchmarks/results/vit_throughput.md``.
+
+The default genlab ViT (192 wide, 6 deep, 3 heads, patch 4 on 28x28, class token, 10 classes) and
+timm's ``VisionTransformer`` built with the same keywords, holding the same weights (genlab loads
+timm's state dict unchanged): training images/s (forward, cross-entropy, backward, AdamW) and
+inference images/s (no grad), batch 256, in fp32 and under bf16 autocast, timed alternately (median
+of REPEATS). Achieved GFLOP/s (FLOPs counted by ``torch.utils.flop_counter``) is compared with a
+large fp32 matmul (2048^3) measured in the same run. timm imports torchvision: it is loaded through
+``benchmarks/peers.py``; without timm the peer columns are skipped with a message.
+Targets: >= 1.0x timm; >= 0.8 of the matmul's GFLOP/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+from genlab.vision import ViT
+from peers import import_timm
+
+RESULTS = Path(__file__).resolve().parent / "results"
+CONFIG = dict(img_size=28, patch_size=4, in_chans=1, num_classes=10, embed_dim=192, depth=6, num_heads=3,
+              mlp_ratio=4.0, qkv_bias=True, global_pool="token", class_token=True)
+BATCH, WARMUP, REPEATS = 256, 3, 15
+TARGET_RATIO, TARGET_PEAK = 1.0, 0.8
+
+
+def train_step(model, x, y, bf16):
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def step():
+        with torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext():
+            loss = F.cross_entropy(model(x).float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def infer_step(model, x, bf16):
+    @torch.no_grad()
+    def step():
+        with torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext():
+            model(x)
+
+    return step
+
+
+def median_times(fns: list, repeats: int) -> list[float]:
+    for _ in range(WARMUP):
+        for fn in fns:
+            fn()
+    times = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, out in zip(fns, times):
+            t0 = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t0)
+    return [statistics.median(t) for t in times]
+
+
+def counted_flops(fn) -> int:
+    counter = FlopCounterMode(display=False)
+    with counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def matmul_gflops(repeats: int) -> float:
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    (t,) = median_times([lambda: a @ b], repeats)
+    return 2 * 2048**3 / t / 1e9
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--repeats", type=int, default=REPEATS)
+    p.add_argument("--results", default=str(RESULTS))
+    args = p.parse_args()
+    load_before, t_start = os.getloadavg()[0], time.perf_counter()
+    torch.manual_seed(0)
+    ours = ViT(**CONFIG)
+    timm = import_timm()
+    peer = None
+    if timm is not None:
+        from timm.models.vision_transformer import VisionTransformer
+
+        peer = VisionTransformer(**CONFIG)
+        ours.load_state_dict(peer.state_dict())
+    x, y = torch.randn(BATCH, 1, 28, 28), torch.randint(0, 10, (BATCH,))
+    peak = matmul_gflops(args.repeats)
+    rows = []
+    for mode in ("train", "inference"):
+        for bf16 in (False, True):
+            models = [ours] + ([peer] if peer is not None else [])
+            for m in models:
+                m.train(mode == "train")
+            fns = [train_step(m, x, y, bf16) if mode == "train" else infer_step(m, x, bf16) for m in models]
+            flop = counted_flops(fns[0])
+            times = median_times(fns, args.repeats)
+            r = dict(mode=mode, precision="bf16" if bf16 else "fp32", ours=BATCH / times[0],
+                     timm=BATCH / times[1] if peer is not None else None, gflops=flop / times[0] / 1e9)
+            rows.append(r)
+            vs = f", timm {r['timm']:.0f} img/s ({r['ours'] / r['timm']:.2f}x)" if peer is not None else ""
+            print(f"{mode} {r['precision']}: ours {r['ours']:.0f} img/s{vs}, {r['gflops']:.1f} GFLOP/s", flush=True)
+    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
+    params = sum(q.numel() for q in ours.parameters())
+    lines = ["# ViT throughput: genlab vs timm VisionTransformer (same config, same weights)", "",
+             f"- Machine: {cpu}, {os.cpu_count()} logical CPUs, {torch.get_num_threads()} torch threads; torch "
+             f"{torch.__version__}" + (f", timm {timm.__version__}" if timm else " (timm not installed: no peer column)")
+             + f"; 1-min load average before {load_before:.1f}, after {os.getloadavg()[0]:.1f}; whole run "
+             f"{time.perf_counter() - t_start:.0f} s",
+             f"- ViT 192 wide, 6 deep, 3 heads, patch 4 on 1x28x28 (50 tokens), {params:,} parameters; batch {BATCH}; "
+             f"median of {args.repeats} after {WARMUP} warm-up, the two models alternating. Training = forward, "
+             "cross-entropy, backward, AdamW. GFLOP/s from FLOPs counted by torch.utils.flop_counter; peak = fp32 "
+             f"2048^3 matmul in this run: {peak:.1f} GFLOP/s.", "",
+             "| mode | precision | genlab img/s | timm img/s | genlab / timm | GFLOP/s | share of fp32 matmul |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        t = f"{r['timm']:.0f} | {r['ours'] / r['timm']:.2f}x" if r["timm"] else "- | -"
+        lines.append(f"| {r['mode']} | {r['precision']} | {r['ours']:.0f} | {t} | {r['gflops']:.1f} | "
+                     f"{r['gflops'] / peak:.2f} |")
+    lines += ["", f"Targets: >= {TARGET_RATIO:.1f}x timm; >= {TARGET_PEAK} of the fp32 matmul's GFLOP/s."]
+    out = Path(args.results)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "vit_throughput.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
