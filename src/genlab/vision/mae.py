@@ -48,7 +48,7 @@ class MAEConfig(ModelConfig):
         super().validate()
         if len(self.data_shape) != 3:
             raise UserError(f"data_shape={self.data_shape}: MAE takes (C, H, W) images")
-        check_patch_grid(tuple(self.data_shape[1:]), self.patch_size)
+        grid = check_patch_grid(tuple(self.data_shape[1:]), self.patch_size)
         if not 0 < self.mask_ratio < 1:
             raise UserError(f"mask_ratio={self.mask_ratio}: must be in (0, 1), e.g. 0.75")
         for name in ("embed_dim", "depth", "num_heads", "decoder_embed_dim", "decoder_depth", "decoder_num_heads"):
@@ -58,7 +58,6 @@ class MAEConfig(ModelConfig):
             if dim % 4 or dim % getattr(self, heads):
                 raise UserError(f"width {dim} must be divisible by 4 (sin-cos embeddings) and by {heads}="
                                 f"{getattr(self, heads)}")
-        grid = check_patch_grid(tuple(self.data_shape[1:]), self.patch_size)
         if int(grid[0] * grid[1] * (1 - self.mask_ratio)) < 1:
             raise UserError(f"mask_ratio={self.mask_ratio} leaves no visible patch of {grid[0] * grid[1]}")
 
