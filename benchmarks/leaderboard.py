@@ -45,8 +45,11 @@ OVERRIDES = {  # (model name or family class name, data) -> config overrides siz
     ("DiffusionModel", "grid25"): dict(hidden=256, depth=4),
     ("DiffusionModel", "mnist5k"): UNET,
     ("VAE", "mnist5k"): dict(channels=16, latent_dim=16),
+    # GANs keep their presets' optimizers at 2.5x the lr (their phases ignore the run's lr above)
+    ("gan", "mnist5k"): dict(lr=5e-4), ("r3gan", "mnist5k"): dict(lr=5e-4),
+    ("wgan-gp", "mnist5k"): dict(lr=2.5e-4), ("wgan", "mnist5k"): dict(lr=1.25e-4),
 }
-FAMILIES = {"DiffusionModel": "diffusion", "VAE": "autoencoder"}
+FAMILIES = {"DiffusionModel": "diffusion", "VAE": "autoencoder", "GAN": "adversarial"}
 
 
 def generative_models() -> list[str]:

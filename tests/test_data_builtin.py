@@ -9,7 +9,7 @@ import torch
 from genlab.data import list_datasets, load_dataset, stratified_split, toy_modes
 from genlab.errors import UserError
 
-ALL = ["checkerboard", "digits", "grid25", "mnist5k", "moons", "ring8", "swissroll"]
+ALL = ["checkerboard", "digits", "grid25", "mnist5k", "moons", "ring8", "stacked-mnist5k", "swissroll"]
 
 
 def counts(y: torch.Tensor, k: int) -> list[int]:
@@ -35,6 +35,19 @@ def test_mnist5k_shapes_range_split_and_shuffle() -> None:
     assert len(rows) == 5000  # the two parts are disjoint
     again = load_dataset("mnist5k")
     assert torch.equal(again.train.x, s.train.x) and torch.equal(again.test.y, s.test.y)
+
+
+def test_stacked_mnist_channels_are_digits_of_the_same_split_and_label_the_mode() -> None:
+    base, s = load_dataset("mnist5k"), load_dataset("stacked-mnist5k")
+    assert s.train.x.shape == (10_000, 3, 28, 28) and s.test.x.shape == (2_000, 3, 28, 28) and s.train.bins == 256
+    for split, digits in ((s.train, base.train), (s.test, base.test)):
+        for i in (0, 17):
+            for c, place in enumerate((100, 10, 1)):
+                match = (digits.x[:, 0] == split.x[i, c]).flatten(1).all(dim=1).nonzero().flatten()
+                assert len(match) >= 1 and (digits.y[match] == split.y[i] // place % 10).all()
+    modes = torch.bincount(s.train.y, minlength=1000)
+    assert (modes > 0).sum() == 1000 and modes.max() < 30  # all 1,000 modes, roughly uniform (mean 10)
+    assert torch.equal(load_dataset("stacked-mnist5k").train.x[:4], s.train.x[:4])  # fixed seed
 
 
 def test_mnist5k_resized_stays_on_the_8bit_grid() -> None:

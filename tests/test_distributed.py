@@ -18,6 +18,9 @@ RUNS = {
     "vae": ["train", "vae", "--data", "moons", *COMMON, "hidden=32"],
     "edm": ["train", "edm", "--data", "moons", *COMMON, "hidden=32", "depth=2"],
     "gan": ["train", "toy-gan", "--data", "ring8", *COMMON],
+    # Gradient penalty and R1 / R2 (double backward) under DDP; per-example networks, so a split batch is exact.
+    "wgan-gp": ["train", "wgan-gp", "--data", "ring8", *COMMON, "hidden=16"],
+    "r3gan": ["train", "r3gan", "--data", "digits", *COMMON, "channels=4", "latent_dim=8"],
     # Augmentations (crops, mixup pairs) and MAE's masks drawn per row: a split batch draws alike. No qkv
     # bias: the key bias's gradient is exactly zero (softmax ignores a shift shared by all keys), so its float
     # noise, normalised by Adam into +-lr steps, would differ between runs (measured 2e-4 at lr 1e-3).

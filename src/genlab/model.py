@@ -171,6 +171,21 @@ class Model(nn.Module):
         Conditional families override it (and accept ``class_labels=`` in ``sample``)."""
         return None
 
+    def class_labels_for(self, n: int, class_labels: Tensor | None) -> Tensor | None:
+        """The labels ``sample`` draws ``n`` samples for: ``class_labels`` checked (n integers in
+        0..K-1; none for an unconditional model), or :meth:`sample_classes` when not given."""
+        k = self.config.num_classes
+        if k == 0:
+            if class_labels is not None:
+                raise UserError(f"model {self.name!r} is unconditional: it takes no class labels")
+            return None
+        labels = self.sample_classes(n) if class_labels is None else torch.as_tensor(class_labels).long().reshape(-1)
+        if len(labels) != n:
+            raise UserError(f"got {len(labels)} class labels for {n} samples")
+        if labels.min() < 0 or labels.max() >= k:
+            raise UserError(f"class labels must be in 0..{k - 1}, got {labels.min().item()}..{labels.max().item()}")
+        return labels.to(self.device)
+
     # -- optional hooks -------------------------------------------------------------------------
     def init_from_data(self, batch: dict[str, Tensor]) -> None:
         """Called once before training (not on resume) with a training batch, before the EMA copy."""

@@ -154,19 +154,9 @@ class DiffusionModel(Model):
         return torch.arange(n) % self.config.num_classes if self.config.num_classes else None
 
     def _labels(self, n: int, class_labels: Tensor | None, guidance: float) -> Tensor | None:
-        k = self.config.num_classes
-        if k == 0:
-            if class_labels is not None:
-                raise UserError(f"model {self.name!r} is unconditional: it takes no class labels")
-            if guidance != 1.0:
-                raise UserError(f"guidance={guidance} needs a class-conditional model; train with labelled data")
-            return None
-        labels = self.sample_classes(n) if class_labels is None else torch.as_tensor(class_labels).long().reshape(-1)
-        if len(labels) != n:
-            raise UserError(f"got {len(labels)} class labels for {n} samples")
-        if labels.min() < 0 or labels.max() >= k:
-            raise UserError(f"class labels must be in 0..{k - 1}, got {labels.min().item()}..{labels.max().item()}")
-        return labels.to(self.device)
+        if self.config.num_classes == 0 and guidance != 1.0:
+            raise UserError(f"guidance={guidance} needs a class-conditional model; train with labelled data")
+        return self.class_labels_for(n, class_labels)
 
     @torch.no_grad()
     def sample(self, n: int, *, generator: torch.Generator | None = None, **kw: Any) -> Tensor:

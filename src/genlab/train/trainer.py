@@ -363,7 +363,9 @@ class Trainer:
                     spike = self._spike_loss is not None and self.spikes.update(self._spike_loss)
                     bar.update(1)
                     left = {"left": f"{max(self.cfg.time_budget - self.elapsed, 0):.0f}s"} if by_time else {}
-                    bar.set_postfix(loss=f"{logs.get('loss', float('nan')):.4g}", **left, refresh=False)
+                    losses = {k.replace("/loss", "") if "/" in k else k: f"{v:.4g}" for k, v in logs.items()
+                              if k == "loss" or k.endswith("/loss")}  # one per phase: critic=..., generator=...
+                    bar.set_postfix(**losses, **left, refresh=False)
                     if log and (self.step % self.cfg.log_every == 0 or spike):
                         log.write({"step": self.step, "time": round(self.elapsed, 3), **logs,
                                    "spike": spike, "nan_skipped": self.nan_guard.total})

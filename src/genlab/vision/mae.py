@@ -73,7 +73,7 @@ def random_masking(n: int, length: int, keep: int, source: Source, device) -> tu
     return ids_shuffle[:, :keep], mask.gather(1, ids_restore), ids_restore
 
 
-@register_model("mae", help="masked autoencoder (He et al. 2022): ViT encoder on visible patches [encode]")
+@register_model("mae", help="masked autoencoder (He et al. 2022): ViT encoder on visible patches")
 class MAE(Model):
     """ViT encoder on visible patches + light transformer decoder predicting the masked pixels."""
 

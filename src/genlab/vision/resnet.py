@@ -49,7 +49,7 @@ class BasicBlock(nn.Module):
         return F.relu(out + (x if self.downsample is None else self.downsample(x)))
 
 
-@register_model("resnet", help="CIFAR-style ResNet classifier (BasicBlocks); top-1 accuracy [encode]")
+@register_model("resnet", help="CIFAR-style ResNet classifier (BasicBlocks); top-1 accuracy")
 class ResNet(Classifier):
     """ResNet backbone + linear head; ``forward_features`` returns the last feature map."""
 

@@ -73,7 +73,7 @@ def config_from_timm(**kw: Any) -> ViTConfig:
     return cfg
 
 
-@register_model("vit", help="Vision Transformer classifier (timm-compatible weights); top-1 accuracy [encode]")
+@register_model("vit", help="Vision Transformer classifier (timm-compatible weights); top-1 accuracy")
 class ViT(Classifier):
     """ViT backbone + linear head; ``forward_features`` returns all tokens after the final norm."""
 
