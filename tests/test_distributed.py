@@ -12,26 +12,28 @@ import pytest
 from safetensors.torch import load_file
 
 HERE = Path(__file__).parent
-COMMON = ["--steps", "20", "--batch-size", "64", "--lr", "0.01", "warmup=2", "log_every=5", "ckpt_every=10",
+COMMON = ["--steps", "20", "--batch-size", "64", "warmup=2", "log_every=5", "ckpt_every=10",
           "eval_examples=64", "num_samples=16"]
 RUNS = {
-    "vae": ["train", "vae", "--data", "moons", *COMMON, "hidden=32"],
-    "edm": ["train", "edm", "--data", "moons", *COMMON, "hidden=32", "depth=2"],
-    "gan": ["train", "toy-gan", "--data", "ring8", *COMMON],
+    "vae": ["train", "vae", "--data", "moons", *COMMON, "--lr", "0.01", "hidden=32"],
+    "edm": ["train", "edm", "--data", "moons", *COMMON, "--lr", "0.01", "hidden=32", "depth=2"],
+    "gan": ["train", "toy-gan", "--data", "ring8", *COMMON, "--lr", "0.01"],
     # Gradient penalty and R1 / R2 (double backward) under DDP; per-example networks, so a split batch is exact.
-    "wgan-gp": ["train", "wgan-gp", "--data", "ring8", *COMMON, "hidden=16"],
-    "r3gan": ["train", "r3gan", "--data", "digits", *COMMON, "channels=4", "latent_dim=8"],
+    "wgan-gp": ["train", "wgan-gp", "--data", "ring8", *COMMON, "--lr", "2e-4", "hidden=16"],
+    "r3gan": ["train", "r3gan", "--data", "digits", *COMMON, "--lr", "2e-4", "channels=4", "latent_dim=8"],
+    # ActNorm's data-dependent initialisation on the same seeded batch in every process, LU 1x1 convs, split priors.
+    "glow": ["train", "glow", "--data", "digits", *COMMON, "--lr", "0.01", "transforms=2", "channels=8"],
     # Augmentations (crops, mixup pairs) and MAE's masks drawn per row: a split batch draws alike. No qkv
     # bias: the key bias's gradient is exactly zero (softmax ignores a shift shared by all keys), so its float
     # noise, normalised by Adam into +-lr steps, would differ between runs (measured 2e-4 at lr 1e-3).
-    "vit": ["train", "vit", "--data", "digits", *COMMON, "patch_size=2", "embed_dim=16", "depth=1", "num_heads=2",
+    "vit": ["train", "vit", "--data", "digits", *COMMON, "--lr", "0.01", "patch_size=2", "embed_dim=16", "depth=1", "num_heads=2",
             "crop_pad=1", "mixup=0.4", "label_smoothing=0.1", "qkv_bias=false"],
-    "mae": ["train", "mae", "--data", "digits", *COMMON, "patch_size=2", "embed_dim=16", "depth=1", "num_heads=2",
+    "mae": ["train", "mae", "--data", "digits", *COMMON, "--lr", "0.01", "patch_size=2", "embed_dim=16", "depth=1", "num_heads=2",
             "decoder_embed_dim=8", "decoder_depth=1", "decoder_num_heads=2", "qkv_bias=false"],
 }
 # max |a - b| / (1 + |b|) over every parameter, EMA weight and optimizer moment after 20 steps. Measured
-# on CPU: vae 5e-8, edm 6.5e-6, toy-gan 7e-8, vit 1.7e-7, mae 3.3e-7 (float sums in another order, amplified by Adam on near-zero
-# gradients; lr = 0.01 moves a weight by up to 0.01 per step).
+# on CPU: vae 5e-8, edm 6.5e-6, toy-gan 7e-8, wgan-gp 8e-8, r3gan 5.8e-5, glow 2.2e-7, vit 1.7e-7, mae 3.3e-7 (float sums in
+# another order, amplified by Adam on near-zero gradients; lr = 0.01 moves a weight by up to 0.01 per step).
 TOLERANCE = 1e-4
 
 

@@ -279,3 +279,13 @@ def test_user_images_train_sample_and_evaluate(tmp_path, capsys):
     assert (tmp_path / "s.png").is_file()
     assert main(["eval", str(run), "-n", "32", "--metrics", "fd", "--no-progress"]) == 0
     assert "fd" in json.loads((run / "metrics.json").read_text())["eval"]["n=32 seed=0"]
+
+
+def test_the_runs_lr_and_optimizer_are_the_gans():
+    from genlab.train.run import split_overrides
+
+    to_model, to_train = split_overrides("wgan", {"lr": 1e-3, "optimizer": "adam", "steps": 5, "n_critic": 2})
+    assert to_model == {"lr": 1e-3, "optimizer": "adam", "n_critic": 2}
+    assert to_train == {"lr": 1e-3, "optimizer": "adam", "steps": 5}
+    model = genlab.create("wgan", data_shape=(2,), hidden=8, **to_model)
+    assert {(p.lr, p.optimizer) for p in model.phases()} == {(1e-3, "adam")}

@@ -117,3 +117,14 @@ def test_saved_folders_get_the_usual_permissions(tmp_path):
     mode = lambda p: p.stat().st_mode & 0o777  # noqa: E731
     assert mode(tmp_path / "m") == 0o777 & ~atomic.UMASK  # not mkdtemp's 0700
     assert mode(tmp_path / "m/model.safetensors") == mode(tmp_path / "m/config.json") == 0o666 & ~atomic.UMASK
+
+
+def test_no_model_option_is_shadowed_by_a_training_option():
+    """``key=value`` goes to the trainer first; a model field of the same name must mean the same thing."""
+    from genlab.config import field_types
+    from genlab.model import config_fields
+    from genlab.registry import MODELS
+    from genlab.train import TrainConfig
+
+    shared = {n: set(config_fields(n)) & set(field_types(TrainConfig)) for n in MODELS.names()}
+    assert all(s <= {"lr", "optimizer"} for s in shared.values()), shared

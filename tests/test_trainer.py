@@ -361,16 +361,17 @@ def test_settings_fail_before_any_file(tmp_path, ring8):
 
 
 @pytest.mark.parametrize("name", ["vae", "ddpm", "edm", "flow", "toy-gan", "toy-encoder", "vit", "resnet", "mae", "wgan-gp",
-                                  "r3gan"])
+                                  "r3gan", "glow", "nsf"])
 def test_bf16_losses_reduce_in_float32_and_train(name, tmp_path):
-    data = load_dataset("digits") if name in ("vae", "ddpm", "vit", "resnet", "mae", "r3gan") else load_dataset("moons")
+    data = load_dataset("digits") if name in ("vae", "ddpm", "vit", "resnet", "mae", "r3gan", "glow") else load_dataset("moons")
     vit = dict(patch_size=2, embed_dim=16, depth=1, num_heads=2)
     small = {"vae": dict(channels=8, latent_dim=4), "ddpm": dict(channels=8, channel_mult=(1,), num_res_blocks=1, sample_steps=4,
                                                                 attn_levels=()),
              "edm": dict(hidden=16, depth=1), "flow": dict(hidden=16, depth=1), "vit": dict(vit, mixup=0.2),
              "resnet": dict(widths=(8,), depths=(1,)),
              "mae": dict(vit, decoder_embed_dim=8, decoder_depth=1, decoder_num_heads=2),
-             "wgan-gp": dict(hidden=16), "r3gan": dict(channels=4, latent_dim=8)}.get(name, {})
+             "wgan-gp": dict(hidden=16), "r3gan": dict(channels=4, latent_dim=8),
+             "glow": dict(transforms=2, channels=8), "nsf": dict(transforms=2, hidden=16)}.get(name, {})
     torch.manual_seed(0)
     model = genlab.create(name, data=data, **small)
     batch = data.train.batch(torch.arange(16))

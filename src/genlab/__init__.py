@@ -3,7 +3,7 @@
 from genlab.errors import UserError
 from genlab.model import Context, Model, ModelConfig, Phase, create, data_fields, register_model
 
-from genlab import autoencoders, diffusion, gan, vision  # noqa: E402,F401  (registers the families' models)
+from genlab import autoencoders, diffusion, flows, gan, vision  # noqa: E402,F401  (registers the families' models)
 
 __all__ = ["Context", "Model", "ModelConfig", "Phase", "UserError", "create", "data_fields", "register_model"]
 __version__ = "0.1.0"

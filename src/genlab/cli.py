@@ -67,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--churn", type=float, dest="S_churn", help="edm sampler S_churn")
     d.add_argument("--guidance", type=float, help="classifier-free guidance scale (class-conditional models)")
     d.add_argument("--label", type=int, help="class label for every sample (class-conditional models)")
+    s.add_argument("--temperature", type=float, help="flows: scale of the base draws (Glow; default 1)")
 
     e = sub.add_parser("eval", help="score a trained model's samples (FD, KID, precision/recall, ...)",
                        description="Sample once (cached), compute the metrics, print them and merge them into "
@@ -164,7 +165,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
     problem = picture_problem(tuple(model.config.data_shape))
     if out.suffix == ".png" and problem:
         raise UserError(problem)
-    names = ("batch_size", "sampler", "steps", "grid", "spacing", "eta", "S_churn", "guidance")
+    names = ("batch_size", "sampler", "steps", "grid", "spacing", "eta", "S_churn", "guidance", "temperature")
     options = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
     if args.label is not None:
         options["class_labels"] = torch.full((args.n,), args.label)

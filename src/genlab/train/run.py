@@ -35,7 +35,11 @@ RUN_FILE = "config.json"
 
 
 def split_overrides(model: str, overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Route ``key=value`` pairs to the model's config or the trainer's; unknown keys are errors."""
+    """Route ``key=value`` pairs to the model's config or the trainer's; unknown keys are errors.
+
+    A key both have (a GAN's ``lr`` and ``optimizer``, which its phases use) goes to both, so that
+    ``--lr`` means the same for every model.
+    """
     model_keys, train_keys = set(config_fields(model)), set(field_types(TrainConfig)) - {"phases"}
     to_model, to_train = {}, {}
     for key, value in overrides.items():
@@ -44,6 +48,8 @@ def split_overrides(model: str, overrides: dict[str, Any]) -> tuple[dict[str, An
             to_train.setdefault("phases", {}).setdefault(phase, {})[option] = value
         elif key in train_keys:
             to_train[key] = value
+            if key in model_keys:
+                to_model[key] = value
         elif key in model_keys:
             to_model[key] = value
         else:
