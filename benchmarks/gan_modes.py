@@ -32,7 +32,7 @@ from genlab.train import TrainConfig, Trainer  # noqa: E402
 from machine import Machine  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-WIDTH, BATCH, SAMPLES, SEEDS, BUDGET = 256, 256, 2500, 5, 20.0
+WIDTH, BATCH, SAMPLES, SEEDS, BUDGET = 256, 256, 2500, 5, 90.0
 GP_TOY = 0.1  # gan_toy.py's penalty weight on its 2-D toys
 LR_SCALE = 5.0  # every preset's own lr x 5: the CPU budget buys ~1% of gan_toy's 100k generator steps
 MODELS = {  # row label -> (registered model, overrides)

@@ -48,8 +48,11 @@ OVERRIDES = {  # (model name or family class name, data) -> config overrides siz
     # GANs keep their presets' optimizers at 2.5x the lr (their phases ignore the run's lr above)
     ("gan", "mnist5k"): dict(lr=5e-4), ("r3gan", "mnist5k"): dict(lr=5e-4),
     ("wgan-gp", "mnist5k"): dict(lr=2.5e-4), ("wgan", "mnist5k"): dict(lr=1.25e-4),
+    # flows: as benchmarks/flow_mnist.py (MAF: its paper's 5 MADEs of 1 x 1024)
+    ("realnvp", "mnist5k"): dict(transforms=4), ("nsf", "mnist5k"): dict(transforms=4),
+    ("maf", "mnist5k"): dict(hidden=1024, depth=1),
 }
-FAMILIES = {"DiffusionModel": "diffusion", "VAE": "autoencoder", "GAN": "adversarial"}
+FAMILIES = {"DiffusionModel": "diffusion", "VAE": "autoencoder", "GAN": "adversarial", "FlowModel": "flow"}
 
 
 def generative_models() -> list[str]:
