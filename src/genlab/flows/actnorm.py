@@ -34,7 +34,7 @@ class ActNorm(FlowLayer):
             with torch.no_grad():
                 dims = [0, *range(2, x.dim())]
                 self.bias.copy_(-x.mean(dim=dims))
-                self.log_scale.copy_(-torch.log(x.std(dim=dims) + 1e-6))
+                self.log_scale.copy_(-torch.log(x.std(dim=dims, unbiased=False) + 1e-6))
             self.pending = False
         z = (x + self._view(self.bias, x)) * torch.exp(self._view(self.log_scale, x))
         per_channel = math.prod(x.shape[2:])

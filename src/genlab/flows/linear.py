@@ -37,11 +37,13 @@ class InvertibleLinear(FlowLayer):
 
     @staticmethod
     def _mix(w: Tensor, x: Tensor) -> Tensor:
-        return torch.einsum("ij,bj...->bi...", w.to(x.dtype), x).to(x.dtype)
+        return torch.einsum("ij,bj...->bi...", w.to(x.dtype), x)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         logdet = math.prod(x.shape[2:]) * self.log_s.sum()
-        return self._mix(self.weight(), x), logdet.expand(len(x)).to(x.dtype)
+        with torch.autocast(x.device.type, enabled=False):  # the log-det is exact only for the W applied
+            return self._mix(self.weight(), x), logdet.expand(len(x)).to(x.dtype)
 
     def inverse(self, z: Tensor) -> Tensor:
-        return self._mix(torch.linalg.inv(self.weight().double()), z)
+        with torch.autocast(z.device.type, enabled=False):
+            return self._mix(torch.linalg.inv(self.weight().double()), z)

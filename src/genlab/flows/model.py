@@ -22,7 +22,8 @@ from torch import Tensor
 from genlab.errors import UserError
 from genlab.flows.actnorm import ActNorm
 from genlab.flows.architectures import ARCHS, build_layers, squeezes
-from genlab.flows.flow import Flow, StandardNormal, Sequence
+from genlab.flows.flow import Flow, Sequence, StandardNormal
+from genlab.flows.splines import MIN_BIN_WIDTH
 from genlab.metrics.likelihood import bin_width, dequantize, discrete_log_prob
 from genlab.model import Context, Model, ModelConfig, register_model
 from genlab.nn.random import Source, rand
@@ -51,8 +52,9 @@ class FlowConfig(ModelConfig):
         for name in ("transforms", "hidden", "depth", "channels", "levels"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name}={getattr(self, name)}: must be >= 1")
-        if self.spline_bins < 2:
-            raise UserError(f"spline_bins={self.spline_bins}: a spline needs >= 2 bins (NSF: 8)")
+        if not 2 <= self.spline_bins < 1 / MIN_BIN_WIDTH:
+            raise UserError(f"spline_bins={self.spline_bins}: a spline needs >= 2 bins (NSF: 8) and fewer than "
+                            f"{1 / MIN_BIN_WIDTH:.0f} (each bin is at least {MIN_BIN_WIDTH:g} of the range)")
         if not self.tail_bound > 0 or not self.max_log_scale > 0:
             raise UserError(f"tail_bound={self.tail_bound}, max_log_scale={self.max_log_scale}: must be > 0")
         if not 0 < self.logit_alpha < 0.5:
@@ -67,6 +69,9 @@ class FlowConfig(ModelConfig):
             if h % 2**n or w % 2**n:
                 raise UserError(f"{self.arch} with levels={self.levels} halves the image {n} times: {h}x{w} is not "
                                 f"divisible by {2**n}; lower levels or resize the images")
+            if self.arch == "realnvp" and (h >> n) * (w >> n) < 2:
+                raise UserError(f"realnvp with levels={self.levels} leaves a 1x1 last scale for {h}x{w} images: its "
+                                "checkerboard couplings need >= 2 pixels; lower levels")
         else:
             raise UserError(f"data_shape={self.data_shape}: a flow takes (D,) vectors or (C, H, W) images")
 
@@ -83,14 +88,16 @@ class FlowModel(Model):
         self.dims = math.prod(config.data_shape)
 
     # -- likelihood ------------------------------------------------------------------------------
-    def _check_range(self, x: Tensor) -> None:
+    def _check_input(self, x: Tensor) -> None:
+        if tuple(x.shape[1:]) != tuple(self.config.data_shape):
+            raise UserError(f"examples of shape {tuple(x.shape[1:])} for a flow of {tuple(self.config.data_shape)} data")
         if self.config.bins and (x.min() < -1 - 1e-4 or x.max() > 1 + 1e-4):
             raise UserError(f"data outside the dequantization range [-1, 1] (min {x.min().item():.4g}, "
                             f"max {x.max().item():.4g}) for data with {self.config.bins} levels; rescale it")
 
     def _log_prob(self, flow: Flow, x: Tensor, source: Source) -> Tensor:
         """log P(x) per example in nats: flow density of the dequantized data + D log delta."""
-        self._check_range(x)
+        self._check_input(x)
         bins = self.config.bins
         y = x if not bins else x + rand(tuple(x.shape), source, x.device).to(x.dtype) * bin_width(bins)  # float32 draws: same u in float64
         return discrete_log_prob(flow.log_prob(y), self.dims, bins)
@@ -116,7 +123,7 @@ class FlowModel(Model):
         for m in actnorms:
             m.init_next()
         x = batch["x"].float()
-        self._check_range(x)
+        self._check_input(x)
         self.flow(dequantize(x, self.config.bins, torch.Generator().manual_seed(0)))
 
     # -- sampling --------------------------------------------------------------------------------
@@ -128,11 +135,14 @@ class FlowModel(Model):
         if unknown:
             raise UserError(f"unknown sampling option(s) {', '.join(sorted(unknown))} for a flow; it takes "
                             f"{', '.join(SAMPLE_OPTIONS)}")
-        t = float(kw.get("temperature", 1.0))
-        if not t > 0:
-            raise UserError(f"temperature={t}: must be > 0")
+        t, size = kw.get("temperature", 1.0), kw.get("batch_size")
+        size = n if size is None else size
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not t > 0:
+            raise UserError(f"temperature={t!r}: must be a number > 0")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise UserError(f"batch_size={size!r}: must be an integer >= 1")
         z = t * self.flow.base.sample(n, generator, self.device)
-        x = torch.cat([self.flow.inverse(part) for part in z.split(int(kw.get("batch_size") or n))])
+        x = torch.cat([self.flow.inverse(part) for part in z.split(size)])
         bins = self.config.bins
         if not bins:
             return x
