@@ -13,6 +13,7 @@ from genlab.errors import UserError
 from genlab.nn.patches import patchify, unpatchify
 from genlab.vision import ViT
 from genlab.vision.mae import random_masking
+from resume import assert_same_checkpoints
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 TINY = dict(data_shape=(1, 8, 8), patch_size=2, embed_dim=16, depth=2, num_heads=2, decoder_embed_dim=8,
@@ -119,11 +120,8 @@ def test_training_lowers_the_loss_writes_reconstructions_and_resumes_exactly(tmp
     shutil.copytree(tmp_path / "a", tmp_path / "b")
     shutil.rmtree(tmp_path / "b/checkpoints/step_40")
     assert main([*args, "--steps", "40", "--out", str(tmp_path / "b"), "--resume"]) == 0  # same options: fine
-    from safetensors.torch import load_file
 
-    for f in ("model", "ema", "optimizer"):
-        a, b = (load_file(str(tmp_path / r / f"checkpoints/step_40/{f}.safetensors")) for r in ("a", "b"))
-        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert_same_checkpoints(tmp_path / "a", tmp_path / "b", 40)
     assert main(["train", "mae", "--steps", "60", "--out", str(tmp_path / "b"), "--resume", "depth=3"]) == 2
 
 
