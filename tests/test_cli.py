@@ -62,6 +62,11 @@ def _nan_npz(tmp_path):
     return tmp_path / "nan.npz"
 
 
+def _images_6x6(tmp_path):
+    np.savez(tmp_path / "six.npz", x=np.zeros((10, 1, 6, 6), np.uint8))
+    return tmp_path / "six.npz"
+
+
 BAD = [
     (lambda p: ["train", "vea"], "unknown model 'vea'"),
     (lambda p: ["train", "vae", "--data", "mnist6k"], "does not exist and is not a built-in data set"),
@@ -86,6 +91,9 @@ BAD = [
     (lambda p: ["train", "vae", "--data", "moons", "main.lr=-1"], "phase 'main': lr=-1.0"),
     (lambda p: ["train", "vae", "--data", "moons", "critic.lr=1"], "no phase called 'critic'"),
     (lambda p: ["train", "vae", "--data", "moons", "--fp16", "device=cpu"], "fp16=true needs CUDA"),
+    (lambda p: ["train", "glow", "--data", str(_images_6x6(p))], "6x6 is not divisible by 4"),
+    (lambda p: ["train", "nsf", "--data", "moons", "spline_bins=1"], "spline_bins=1"),
+    (lambda p: ["train", "wgan", "--data", "moons", "n_critic=0"], "n_critic=0"),
 ]
 
 
@@ -98,7 +106,7 @@ def test_bad_input_is_one_error_line_and_exit_2(argv, needle, tmp_path, capsys, 
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), err
     assert needle in lines[0]
-    made = set(p.name for p in tmp_path.iterdir()) - set(before) - {"imgs", "mixed", "nan.npz"}
+    made = set(p.name for p in tmp_path.iterdir()) - set(before) - {"imgs", "mixed", "nan.npz", "six.npz"}
     assert not made, f"a failed command left files behind: {made}"
 
 
@@ -134,6 +142,37 @@ def test_vector_data_of_any_dimension(tmp_path, capsys):
     assert (run_dir / "samples/step_4.png").is_file() and (run_dir / "report.html").is_file()
     code, out, err = run(["sample", str(run_dir), "-n", "7", "--out", str(tmp_path / "s.npz")], capsys)
     assert code == 0 and np.load(tmp_path / "s.npz")["x"].shape == (7, 5)
+
+
+USER_IMAGE_MODELS = {  # tiny settings per family; `metrics` adds each family's own score to the sample metrics
+    "r3gan": (["channels=4", "latent_dim=8"], "fd"),
+    "glow": (["channels=8", "transforms=1"], "fd,nll"),
+    "nsf": (["channels=8", "transforms=1", "spline_bins=4"], "fd,nll"),
+    "realnvp": (["channels=8", "transforms=1"], "nll"),
+}
+
+
+@pytest.mark.parametrize("name", USER_IMAGE_MODELS)
+def test_user_images_train_sample_and_evaluate(name, tmp_path, capsys):
+    """Unlabelled RGB images from a user's .npz: an unconditional model of their shape, sampled and scored."""
+    import genlab
+
+    options, metrics = USER_IMAGE_MODELS[name]
+    x = (np.random.default_rng(0).random((64, 3, 16, 16)) * 255).astype(np.uint8)
+    np.savez(tmp_path / "imgs.npz", x=x)
+    run_dir = tmp_path / "run"
+    code, _, err = run(["train", name, "--data", str(tmp_path / "imgs.npz"), "--steps", "4", "--batch-size", "16",
+                        "--out", str(run_dir), *options, "eval_examples=16", "--no-progress"], capsys)
+    assert code == 0, err
+    model = genlab.Model.from_pretrained(run_dir / "model")
+    assert model.config.data_shape == (3, 16, 16) and model.config.num_classes == 0
+    code, _, err = run(["sample", str(run_dir), "-n", "4", "--out", str(tmp_path / "s.png")], capsys)
+    assert code == 0 and (tmp_path / "s.png").is_file(), err
+    code, _, err = run(["eval", str(run_dir), "-n", "32", "--metrics", metrics, "--no-progress"], capsys)
+    assert code == 0, err
+    scores = json.loads((run_dir / "metrics.json").read_text())["eval"]["n=32 seed=0"]
+    for key in metrics.replace("nll", "bits_per_dim").split(","):
+        assert np.isfinite(scores[key]), (key, scores)
 
 
 def test_unpicturable_samples_are_a_one_line_error(tmp_path, capsys):

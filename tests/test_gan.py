@@ -262,23 +262,6 @@ def test_images_train_and_the_generator_improves_on_its_critic(name, tmp_path):
         assert log[-1]["critic/r1"] > 0 and log[-1]["critic/r2"] > 0 and model.gamma.min() > 0
 
 
-def test_user_images_train_sample_and_evaluate(tmp_path, capsys):
-    import numpy as np
-
-    rng = np.random.default_rng(0)
-    x = (rng.random((64, 3, 16, 16)) * 255).astype(np.uint8)  # unlabelled RGB images: an unconditional model
-    np.savez(tmp_path / "imgs.npz", x=x)
-    run = tmp_path / "run"
-    assert main(["train", "r3gan", "--data", str(tmp_path / "imgs.npz"), "--steps", "4", "--batch-size", "16",
-                 "--out", str(run), "channels=4", "latent_dim=8", "eval_examples=16", "--no-progress"]) == 0
-    model = genlab.Model.from_pretrained(run / "model")
-    assert model.config.data_shape == (3, 16, 16) and model.config.num_classes == 0
-    assert main(["sample", str(run), "-n", "4", "--out", str(tmp_path / "s.png")]) == 0
-    assert (tmp_path / "s.png").is_file()
-    assert main(["eval", str(run), "-n", "32", "--metrics", "fd", "--no-progress"]) == 0
-    assert "fd" in json.loads((run / "metrics.json").read_text())["eval"]["n=32 seed=0"]
-
-
 def test_the_runs_lr_and_optimizer_are_the_gans():
     from genlab.train.run import split_overrides
 
