@@ -45,9 +45,10 @@ RESNET = dict(widths=(32, 64, 128), depths=(2, 2, 2))
 FINETUNE = dict(label_smoothing=0.1, crop_pad=2)
 
 
-def pretrain(splits: Splits, steps: int, work: Path, **options) -> tuple[genlab.Model, float]:
+def pretrain(splits: Splits, steps: int, work: Path, size: dict = SIZE, **options) -> tuple[genlab.Model, float]:
+    """An ``mae`` of ``size`` (with ``options``) pretrained for ``steps``; the model and its training seconds."""
     torch.manual_seed(SEED)
-    model = genlab.create("mae", data=splits, **SIZE, **options)
+    model = genlab.create("mae", data=splits, **{**size, **options})
     trainer = Trainer(model, splits, TrainConfig(steps=steps, seed=SEED, ckpt_every=steps, eval_examples=128,
                                                  log_every=50, **PRETRAIN), work / f"mae-{len(os.listdir(work))}")
     trainer.show_progress = False
