@@ -1,11 +1,34 @@
-"""Self-attention over the spatial positions of a feature map (PyTorch SDPA)."""
+"""Scaled dot-product attention, and self-attention over the spatial positions of a feature map.
+
+:func:`attention` is ``F.scaled_dot_product_attention`` (flash / memory-efficient kernels) except
+for bf16 on the CPU up to a few hundred tokens: there the fused kernel runs forward +
+backward several times slower than the explicit softmax(q k^T / sqrt(d)) v, whose two matmuls use
+the CPU's bf16 units; in fp32 the two forms are within noise up to 100 tokens and the fused one
+wins beyond (``benchmarks/attention_cpu.py``).
+"""
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genlab.errors import UserError
+
+CPU_BF16_EXPLICIT_MAX_TOKENS = 512  # explicit beats fused in bf16 up to 400 tokens, ties at 1,024
+
+
+def explicit_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    """softmax(q k^T / sqrt(d)) v over (..., tokens, d), as timm's non-fused path computes it."""
+    return ((q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)).softmax(dim=-1) @ v
+
+
+def attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    """Scaled dot-product attention of (B, heads, tokens, d) tensors by the fastest form for the device."""
+    if (q.device.type == "cpu" and q.dtype == torch.bfloat16
+            and max(q.shape[-2], k.shape[-2]) <= CPU_BF16_EXPLICIT_MAX_TOKENS):
+        return explicit_attention(q, k, v)
+    return F.scaled_dot_product_attention(q, k, v)
 
 
 def num_groups(channels: int, max_groups: int = 32) -> int:
@@ -44,5 +67,5 @@ class SelfAttention2d(nn.Module):
         tokens = self.norm(x).permute(0, 2, 3, 1).reshape(b, h * w, c)
         qkv = self.qkv(tokens).view(b, h * w, 3, self.heads, c // self.heads)
         q, k, v = qkv.permute(2, 0, 3, 1, 4)
-        out = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, h * w, c)
+        out = attention(q, k, v).transpose(1, 2).reshape(b, h * w, c)
         return x + self.proj(out).view(b, h, w, c).permute(0, 3, 1, 2)

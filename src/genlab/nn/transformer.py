@@ -3,15 +3,16 @@
 ``Block``: x + attn(norm1(x)), then x + mlp(norm2(x)); LayerNorm eps 1e-6 and exact GELU, as
 timm's ``VisionTransformer`` and the MAE reference, so their state dicts load unchanged.
 Attention runs through ``F.scaled_dot_product_attention`` (flash / memory-efficient kernels
-where the device has them).
+where the device has them; the explicit form on the CPU for short sequences, see
+:func:`genlab.nn.attention.attention`).
 """
 
 from __future__ import annotations
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genlab.errors import UserError
+from genlab.nn.attention import attention
 
 LN_EPS = 1e-6
 
@@ -34,7 +35,7 @@ class Attention(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         b, n, d = x.shape
         q, k, v = self.qkv(x).view(b, n, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
-        return self.proj(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, d))
+        return self.proj(attention(q, k, v).transpose(1, 2).reshape(b, n, d))
 
 
 class Mlp(nn.Module):

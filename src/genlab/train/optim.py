@@ -90,12 +90,22 @@ def param_groups(model: Model, phase: PhaseSettings) -> list[dict]:
     return list(groups.values())
 
 
+def _fusable(parameters: list[nn.Parameter]) -> bool:
+    """Adam's fused kernel (one pass over all tensors) takes floating tensors on the CPU or CUDA."""
+    return all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in parameters)
+
+
 def make_optimizer(model: Model, phase: PhaseSettings) -> torch.optim.Optimizer:
+    """The phase's optimizer over its weight-decay / lr-scale groups. Adam and AdamW use the fused
+    implementation: the same update in one pass over all tensors instead of a loop of small
+    kernels per tensor, several times faster on the CPU, which matters beside small models' short
+    steps (``benchmarks/mae_speed.py`` times the optimizer of its step both ways)."""
     groups = param_groups(model, phase)
+    fused = _fusable(phase.parameters) or None
     if phase.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=phase.lr, betas=phase.betas)
+        return torch.optim.AdamW(groups, lr=phase.lr, betas=phase.betas, fused=fused)
     if phase.optimizer == "adam":  # L2 penalty in the gradient, as torch.optim.Adam does
-        return torch.optim.Adam(groups, lr=phase.lr, betas=phase.betas)
+        return torch.optim.Adam(groups, lr=phase.lr, betas=phase.betas, fused=fused)
     if phase.optimizer == "rmsprop":
         return torch.optim.RMSprop(groups, lr=phase.lr, momentum=phase.momentum)
     return torch.optim.SGD(groups, lr=phase.lr, momentum=phase.momentum)
