@@ -36,7 +36,24 @@ def test_timm_state_dict_loads_unchanged_and_reproduces_timm_outputs():
         logits = vit.forward_head(features)
     assert (features - t["expected_features"]).abs().max() < 1e-5
     assert (logits - t["expected_logits"]).abs().max() < 1e-5
+    with torch.no_grad():  # forward's class-token-only last block
+        assert (vit(t["input"]) - t["expected_logits"]).abs().max() < 1e-5
     assert vit.blocks[0].norm1.eps == 1e-6 and vit.blocks[0].mlp.act.approximate == "none"
+
+
+@pytest.mark.parametrize("qkv_bias", [True, False])
+def test_class_token_forward_equals_the_full_last_block_with_gradients(qkv_bias):
+    torch.manual_seed(0)
+    vit = ViT(img_size=(8, 12), patch_size=4, in_chans=2, num_classes=3, embed_dim=16, depth=2, num_heads=2,
+              qkv_bias=qkv_bias).double()
+    x = torch.randn(5, 2, 8, 12, dtype=torch.float64)
+    fast, full = vit(x), vit.forward_head(vit.forward_features(x))
+    assert (fast - full).abs().max() < 1e-12
+    w = torch.randn(fast.shape, dtype=torch.float64)
+    params = list(vit.parameters())
+    g_fast = torch.autograd.grad((fast * w).sum(), params, allow_unused=True)
+    g_full = torch.autograd.grad((full * w).sum(), params, allow_unused=True)
+    assert all((a is None and b is None) or (a - b).abs().max() < 1e-12 for a, b in zip(g_fast, g_full))
 
 
 def test_timm_keywords_map_to_the_config_and_unknown_ones_are_errors():

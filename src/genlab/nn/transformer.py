@@ -9,6 +9,7 @@ where the device has them; the explicit form on the CPU for short sequences, see
 
 from __future__ import annotations
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genlab.errors import UserError
@@ -32,9 +33,17 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, first: int | None = None) -> Tensor:
+        """Outputs for every token, or for the ``first`` tokens only (keys and values from all)."""
         b, n, d = x.shape
-        q, k, v = self.qkv(x).view(b, n, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
+        heads = self.num_heads
+        if first is None:
+            q, k, v = self.qkv(x).view(b, n, 3, heads, d // heads).permute(2, 0, 3, 1, 4)
+        else:  # the rows of qkv: queries, then keys and values
+            bias_q, bias_kv = (None, None) if self.qkv.bias is None else (self.qkv.bias[:d], self.qkv.bias[d:])
+            q = F.linear(x[:, :first], self.qkv.weight[:d], bias_q).view(b, first, heads, d // heads).transpose(1, 2)
+            k, v = F.linear(x, self.qkv.weight[d:], bias_kv).view(b, n, 2, heads, d // heads).permute(2, 0, 3, 1, 4)
+            n = first
         return self.proj(attention(q, k, v).transpose(1, 2).reshape(b, n, d))
 
 
@@ -59,8 +68,10 @@ class Block(nn.Module):
         self.norm2 = layer_norm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
-    def forward(self, x: Tensor) -> Tensor:
-        x = x + self.attn(self.norm1(x))
+    def forward(self, x: Tensor, first: int | None = None) -> Tensor:
+        """The block's output for every token, or for the ``first`` tokens only: what a class-token
+        readout after the last block needs, at a fraction of the block's cost."""
+        x = (x if first is None else x[:, :first]) + self.attn(self.norm1(x), first)
         return x + self.mlp(self.norm2(x))
 
 

@@ -112,11 +112,24 @@ class ViT(Classifier):
     def no_weight_decay(self) -> set[str]:
         return {"pos_embed", "cls_token"}
 
-    def forward_features(self, x: Tensor) -> Tensor:
+    def embed(self, x: Tensor) -> Tensor:
+        """Patch tokens with the class token in front and position embeddings added (B, N, D)."""
         x = self.patch_embed(x)
         if self.cls_token is not None:
             x = torch.cat([self.cls_token.expand(len(x), -1, -1), x], dim=1)
-        return self.norm(self.blocks(x + self.pos_embed))
+        return x + self.pos_embed
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        return self.norm(self.blocks(self.embed(x)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits. With class-token pooling the last block runs for the class token only (its keys and
+        values still see every token): the same logits and gradients as
+        ``forward_head(forward_features(x))`` without the other tokens' attention output and MLP."""
+        if self.config.global_pool != "token":
+            return super().forward(x)
+        tokens = self.blocks[:-1](self.embed(x))
+        return self.forward_head(self.norm(self.blocks[-1](tokens, first=1)))
 
     def forward_head(self, features: Tensor, pre_logits: bool = False) -> Tensor:
         if self.config.global_pool == "avg":
