@@ -13,34 +13,19 @@ in fp32 and bf16, with the largest output difference between them.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import statistics
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from genlab.nn.attention import CPU_BF16_EXPLICIT_MAX_TOKENS, explicit_attention
+from machine import Machine
+from timing import WARMUP, median_times
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SHAPES = [(128, 3, 13, 64), (128, 4, 50, 24), (256, 3, 50, 64), (64, 4, 100, 32), (32, 6, 197, 64),
           (16, 4, 400, 32), (8, 4, 1024, 64)]  # MAE encoder / decoder, ViT, UNet 10x10 / 14x14 / 20x20 / 32x32
-WARMUP, REPEATS = 3, 15
-
-
-def timed(fns: list, repeats: int) -> list[float]:
-    for _ in range(WARMUP):
-        for fn in fns:
-            fn()
-    times = [[] for _ in fns]
-    for _ in range(repeats):
-        for fn, out in zip(fns, times):
-            t0 = time.perf_counter()
-            fn()
-            out.append(time.perf_counter() - t0)
-    return [statistics.median(t) for t in times]
+REPEATS = 15
 
 
 def main() -> None:
@@ -48,7 +33,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=REPEATS)
     p.add_argument("--results", default=str(RESULTS))
     args = p.parse_args()
-    load_before, t_start = os.getloadavg()[0], time.perf_counter()
+    machine = Machine()
     rows = []
     for dtype in (torch.float32, torch.bfloat16):
         for shape in SHAPES:
@@ -59,18 +44,13 @@ def main() -> None:
             def run(fn):
                 return lambda: fn(q, k, v).backward(grad)
 
-            t_fused, t_explicit = timed([run(F.scaled_dot_product_attention), run(explicit_attention)], args.repeats)
+            t_fused, t_explicit = median_times([run(F.scaled_dot_product_attention), run(explicit_attention)], args.repeats)
             with torch.no_grad():
                 diff = (F.scaled_dot_product_attention(q, k, v).float() - explicit_attention(q, k, v).float()).abs().max()
             rows.append(dict(dtype=str(dtype).split(".")[1], shape=shape, fused=t_fused, explicit=t_explicit,
                              diff=diff.item()))
             print(rows[-1], flush=True)
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
-    lines = ["# Attention on the CPU: fused SDPA vs explicit softmax(q k^T / sqrt(d)) v", "",
-             f"- Machine: {cpu}, {os.cpu_count()} logical CPUs, {torch.get_num_threads()} torch threads; torch "
-             f"{torch.__version__}; 1-min load average before {load_before:.1f}, after {os.getloadavg()[0]:.1f}; "
-             f"whole run {time.perf_counter() - t_start:.0f} s",
+    lines = ["# Attention on the CPU: fused SDPA vs explicit softmax(q k^T / sqrt(d)) v", "", machine.line(),
              f"- Forward + backward of one call, median of {args.repeats} after {WARMUP} warm-up, the two forms "
              f"alternating. genlab takes the explicit form on the CPU in bf16 up to "
              f"{CPU_BF16_EXPLICIT_MAX_TOKENS} tokens, the fused one otherwise.", "",

@@ -15,18 +15,14 @@ decoder depth.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import tempfile
-import time
 from pathlib import Path
-
-import torch
 
 import genlab
 from genlab.data import load_dataset
 from genlab.vision.probes import KNN_K, KNN_TEMPERATURE
 
+from machine import Machine
 from mae_mnist import SEED, SHARES, _key, pretrain, probes
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -42,7 +38,7 @@ def main() -> None:
     args = p.parse_args()
     splits = load_dataset("mnist5k")
     work = Path(tempfile.mkdtemp(prefix="mae-decoder-"))
-    load_before, t_start = os.getloadavg()[0], time.perf_counter()
+    machine = Machine()
     default = genlab.create("mae", data=splits).config
     rows = []
     for depth in args.depths:
@@ -50,13 +46,8 @@ def main() -> None:
         rows.append(dict(depth=depth, seconds=seconds, params=sum(p.numel() for p in model.parameters()),
                          **probes(model, splits)))
         print(rows[-1], flush=True)
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
     keys = [(k, sh) for sh in SHARES[::-1] for k in ("linear", "knn")]
-    lines = ["# MAE decoder depth on mnist5k (MAE Table 1a) at the default mae", "",
-             f"- Machine: {cpu}, {os.cpu_count()} logical CPUs, {torch.get_num_threads()} torch threads; torch "
-             f"{torch.__version__}; 1-min load average before {load_before:.1f}, after {os.getloadavg()[0]:.1f}; "
-             f"whole run {time.perf_counter() - t_start:.0f} s; seed {SEED}",
+    lines = ["# MAE decoder depth on mnist5k (MAE Table 1a) at the default mae", "", f"{machine.line()}; seed {SEED}",
              f"- Pretraining: the default mae ({default.embed_dim} x {default.depth} encoder, decoder "
              f"{default.decoder_embed_dim} wide, patch {default.patch_size}, mask ratio {default.mask_ratio}, "
              f"normalised targets: {default.norm_pix_loss}), {args.pretrain_steps} steps as benchmarks/mae_mnist.py "

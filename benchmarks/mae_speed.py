@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -31,12 +30,13 @@ from genlab.data import load_dataset
 from genlab.train.config import TrainConfig
 from genlab.train.optim import make_optimizer, resolve_phases
 from genlab.vision.mae import MAE, random_masking
+from timing import WARMUP, median_times
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CONFIGS = {"192 x 6 (default)": dict(embed_dim=192, depth=6, num_heads=3),
            "384 x 12": dict(embed_dim=384, depth=12, num_heads=6)}
 TARGETS = {"192 x 6 (default)": 3.0, "384 x 12": 3.7}
-BATCH, WARMUP, REPEATS = 128, 3, 15
+BATCH, REPEATS = 128, 15
 PAPER = dict(slowest=2.8, fastest=4.1, flops=3.3)  # MAE Table 2 / Table 1c (../shared/PAPERS.md)
 
 
@@ -77,7 +77,7 @@ def optimizer_ms(model: MAE, repeats: int) -> tuple[float, float]:
     for p in params:
         p.grad = torch.randn_like(p)
     loop = torch.optim.AdamW(params, lr=1e-4, betas=(0.9, 0.95), foreach=False)
-    t_loop, t_fused = timed_pair(loop.step, genlab_optimizer(model).step, repeats)
+    t_loop, t_fused = median_times([loop.step, genlab_optimizer(model).step], repeats)
     model.zero_grad(set_to_none=True)
     return t_loop * 1e3, t_fused * 1e3
 
@@ -104,19 +104,6 @@ def flops(model: MAE, x: Tensor) -> int:
     return counter.get_total_flops()
 
 
-def timed_pair(a, b, repeats: int) -> tuple[float, float]:
-    """Median seconds per step of two step functions, run alternately (same machine state)."""
-    for _ in range(WARMUP):
-        a(), b()
-    ta, tb = [], []
-    for _ in range(repeats):
-        for fn, out in ((a, ta), (b, tb)):
-            t0 = time.perf_counter()
-            fn()
-            out.append(time.perf_counter() - t0)
-    return statistics.median(ta), statistics.median(tb)
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeats", type=int, default=REPEATS)
@@ -133,7 +120,7 @@ def main() -> None:
             ours, base = build(MAE, CONFIGS[name], depth), build(MAEWithMaskTokens, CONFIGS[name], depth)
             f_ours, f_base = flops(ours, x), flops(base, x)
             for bf16 in (False, True):
-                t_ours, t_base = timed_pair(step_fn(ours, x, bf16), step_fn(base, x, bf16), args.repeats)
+                t_ours, t_base = median_times([step_fn(ours, x, bf16), step_fn(base, x, bf16)], args.repeats)
                 rows.append(dict(config=name, depth=depth, precision="bf16" if bf16 else "fp32", t_ours=t_ours,
                                  t_base=t_base, f_ours=f_ours, f_base=f_base))
                 print(f"{name}, decoder depth {depth}, {rows[-1]['precision']}: {t_base / t_ours:.2f}x "

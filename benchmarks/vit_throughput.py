@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -32,11 +31,12 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from genlab.vision import ViT
 from peers import import_timm
+from timing import WARMUP, median_times
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CONFIG = dict(img_size=28, patch_size=4, in_chans=1, num_classes=10, embed_dim=192, depth=6, num_heads=3,
               mlp_ratio=4.0, qkv_bias=True, global_pool="token", class_token=True)
-BATCH, WARMUP, REPEATS = 256, 3, 15
+BATCH, REPEATS = 256, 15
 TARGET_RATIO, TARGET_PEAK = 1.0, 0.8
 
 
@@ -60,19 +60,6 @@ def infer_step(model, x, bf16):
             model(x)
 
     return step
-
-
-def median_times(fns: list, repeats: int) -> list[float]:
-    for _ in range(WARMUP):
-        for fn in fns:
-            fn()
-    times = [[] for _ in fns]
-    for _ in range(repeats):
-        for fn, out in zip(fns, times):
-            t0 = time.perf_counter()
-            fn()
-            out.append(time.perf_counter() - t0)
-    return [statistics.median(t) for t in times]
 
 
 def counted_flops(fn) -> int:

@@ -3,7 +3,7 @@
 :func:`attention` is ``F.scaled_dot_product_attention`` (flash / memory-efficient kernels) except
 for bf16 on the CPU up to a few hundred tokens: there the fused kernel runs forward +
 backward several times slower than the explicit softmax(q k^T / sqrt(d)) v, whose two matmuls use
-the CPU's bf16 units; in fp32 the two forms are within noise up to 100 tokens and the fused one
+the CPU's bf16 units; in fp32 neither form wins consistently up to 100 tokens and the fused one
 wins beyond (``benchmarks/attention_cpu.py``).
 """
 

@@ -3,7 +3,7 @@
 ``Block``: x + attn(norm1(x)), then x + mlp(norm2(x)); LayerNorm eps 1e-6 and exact GELU, as
 timm's ``VisionTransformer`` and the MAE reference, so their state dicts load unchanged.
 Attention runs through ``F.scaled_dot_product_attention`` (flash / memory-efficient kernels
-where the device has them; the explicit form on the CPU for short sequences, see
+where the device has them; the explicit form for bf16 on the CPU up to a few hundred tokens, see
 :func:`genlab.nn.attention.attention`).
 """
 
