@@ -100,10 +100,10 @@ def main() -> None:
              f"min slope 1e-3; {args.steps} Adam steps (lr {LR:g}, batch {BATCH}, the same batches), alternating "
              "step by step; test log-likelihood on the whole test split (nats per point, mean +- standard error).",
              f"- Whole run {time.perf_counter() - started:.0f} s.", "", *table, "",
-             f"Training speed, zuko ms/step over genlab ms/step (> 1: genlab faster), per toy: "
+             "Training speed, zuko ms/step over genlab ms/step (> 1: genlab faster), per toy: "
              + ", ".join(f"{t} {q:.2f}x" for t, q in zip(args.toys, ratios))
              + f"; median {statistics.median(ratios):.2f}x.",
-             f"Test log-likelihood, genlab minus zuko (nats per point): "
+             "Test log-likelihood, genlab minus zuko (nats per point): "
              + ", ".join(f"{t} {d:+.3f}" for t, d in zip(args.toys, gaps)) + "."]
     out = Path(args.results)
     out.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,6 @@ import shutil
 import ot
 import pytest
 import torch
-import torch.nn.functional as F
 
 import genlab
 from genlab.cli import main

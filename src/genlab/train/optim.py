@@ -17,7 +17,7 @@ from torch import nn
 
 from genlab.config import apply_overrides
 from genlab.errors import UserError
-from genlab.model import PHASE_OPTIONS, Model, Phase
+from genlab.model import PHASE_OPTIONS, Model
 from genlab.train.config import TrainConfig
 
 
