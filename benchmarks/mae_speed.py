@@ -18,9 +18,6 @@ entries): >= 3.0x at the default config, >= 3.7x at 384 x 12.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import time
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -33,6 +30,7 @@ from genlab.data import load_dataset
 from genlab.train.config import TrainConfig
 from genlab.train.optim import make_optimizer, resolve_phases
 from genlab.vision.mae import MAE, MAEConfig, random_masking
+from machine import Machine
 from timing import WARMUP, median_times
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -117,7 +115,7 @@ def main() -> None:
     args = p.parse_args()
     x = load_dataset("mnist5k").train.x[:BATCH]
     rows = []
-    load_before, t_start = os.getloadavg()[0], time.perf_counter()
+    machine = Machine()
     adam = {}
     for name in args.configs:
         adam[name] = optimizer_ms(build(MAE, CONFIGS[name], DEFAULT_DEPTH), args.repeats)
@@ -136,13 +134,9 @@ def main() -> None:
                 print(f"{name}, decoder depth {d}, {r['precision']}: {r['t_base'] / r['t_ours']:.2f}x "
                       f"({r['t_ours'] * 1e3:.0f} vs {r['t_base'] * 1e3:.0f} ms), same-depth baseline "
                       f"{r['t_same'] / r['t_ours']:.2f}x, FLOPs {r['f_base'] / r['f_ours']:.2f}x", flush=True)
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
     mae = ours[DEFAULT_DEPTH]
     lines = ["# MAE training speed: visible-only encoder vs encoder with mask tokens (MAE Table 2)", "",
-             f"- Machine: {cpu}, {os.cpu_count()} logical CPUs, {torch.get_num_threads()} torch threads; torch "
-             f"{torch.__version__}; 1-min load average before {load_before:.1f}, after {os.getloadavg()[0]:.1f}; "
-             f"whole run {time.perf_counter() - t_start:.0f} s",
+             machine.line(),
              f"- One training step (forward, backward, fused AdamW) on a batch of {BATCH} mnist5k digits, 28x28, patch 4 "
              f"(49 patches), mask ratio {mae.config.mask_ratio} ({mae.num_visible()} visible); "
              f"decoder {mae.config.decoder_embed_dim} wide; median of {args.repeats} steps after {WARMUP} warm-up steps, "
