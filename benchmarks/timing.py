@@ -21,3 +21,4 @@ def median_times(fns: list[Callable[[], object]], repeats: int, warmup: int = WA
             fn()
             out.append(time.perf_counter() - t0)
     return [statistics.median(t) for t in times]
+
