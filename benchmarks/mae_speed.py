@@ -12,7 +12,7 @@ the one baseline with the default decoder (there depth 8: 2.8x at depth 8, 3.7x 
 ViT-L); the stricter ratio against a baseline with the same decoder depth is reported beside it.
 FLOPs of one training step are counted by ``torch.utils.flop_counter`` (forward + backward), not
 estimated. Profiled steps of each model split its CPU time into matrix multiplies and everything
-else, and the same steps at batch 2 time the per-step cost that barely grows with the batch, so
+else, and the same steps at batch 2 time the per-step cost of the parameters (AdamW, casts), so
 the gap between speed-up and FLOP ratio is located, not guessed. Targets, for the fastest
 MAE of each encoder (the paper's 3.7x and 4.1x are its depth-1 entries): >= 3.0x at the default
 config, >= 3.7x at 384 x 12.
@@ -175,9 +175,9 @@ def main() -> None:
               f"same baseline (depth {DEFAULT_DEPTH}). Profiled steps are separate from the timed medians above and "
               "leave out the time between operators (Python, the autograd engine), so these ratios locate the gap "
               "without adding up to the speed-up. The same step "
-              f"at batch {TINY} is mostly what a step costs whatever its size (Python, dispatch, the autograd engine, "
-              "AdamW, bf16 weight casts); the last column is the speed-up with it taken out of both, an estimate of "
-              "the ratio once that cost is amortised.", "",
+              f"at batch {TINY} is mostly work that scales with the parameters, not the tokens (AdamW, bf16 weight "
+              "casts, weight-gradient matmuls that are dominated by reading the weights); the last column is the "
+              "speed-up with it taken out of both, an estimate of the ratio once that cost is amortised.", "",
               "| encoder | decoder depth | precision | matmul FLOP ratio | matmul time ratio | other operators time "
               f"ratio | MAE operator time in matmuls | step at batch {TINY}, ms: MAE / with [M] | speed-up net of it |",
               "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
