@@ -42,7 +42,7 @@ CONFIGS = {"192 x 6 (default)": dict(embed_dim=192, depth=6, num_heads=3),
 TARGETS = {"192 x 6 (default)": 3.0, "384 x 12": 3.7}
 BATCH, REPEATS = 128, 15
 PROFILED = 3  # profiled steps per model for the matmul / other split
-TINY = 2  # a batch this small times the per-step cost that does not grow with the batch
+TINY = 2  # a batch this small times the per-step cost of the parameters (AdamW, casts, weight gradients)
 DEFAULT_DEPTH = MAEConfig.decoder_depth  # the baseline's decoder, as the paper's gray entry
 DEPTHS = (DEFAULT_DEPTH, 1)
 PAPER = dict(slowest=2.8, depth8_h=3.5, depth1_l=3.7, fastest=4.1, flops=3.3)  # MAE Table 2 / Table 1c (../shared/PAPERS.md)

@@ -21,4 +21,3 @@ def median_times(fns: list[Callable[[], object]], repeats: int, warmup: int = WA
             fn()
             out.append(time.perf_counter() - t0)
     return [statistics.median(t) for t in times]
-

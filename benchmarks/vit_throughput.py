@@ -9,7 +9,7 @@ inference images/s (no grad), batch 256, in fp32 and under bf16 autocast, timed 
 of REPEATS); genlab's logits skip the last block's work for tokens other than the class token,
 exactly (``tests/test_vision_vit.py``). Achieved GFLOP/s (FLOPs counted by
 ``torch.utils.flop_counter``) is compared with a large fp32 matmul (2048^3) measured in the same
-run. One profiled step splits the gap to that peak: the share of the step's operator time in
+run. Profiled steps (median of PROFILED) split the gap to that peak: the share of the step's operator time in
 matrix multiplies, and those multiplies' own GFLOP/s (their counted FLOPs over their time), so what
 the other operations (attention, GELU, LayerNorm, AdamW) cost is read off, not assumed. timm imports
 torchvision: it is loaded through ``benchmarks/peers.py``; without timm the peer columns are
@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 
 from genlab.vision import ViT
-from peers import import_timm
 from machine import Machine
+from peers import import_timm
 from profiling import counted_flops, cpu_time_split
 from timing import WARMUP, median_times
 
