@@ -2,11 +2,12 @@
 
 Run with ``python benchmarks/vit_throughput.py``; writes ``benchmarks/results/vit_throughput.md``.
 
-The default genlab ViT (192 wide, 6 deep, 3 heads, patch 4 on 28x28, class token, 10 classes) and
-timm's ``VisionTransformer`` built with the same keywords, holding the same weights (genlab loads
-timm's state dict unchanged): training images/s (forward, cross-entropy, backward, fused AdamW) and
-inference images/s (no grad), batch 256, in fp32 and under bf16 autocast, timed alternately (median
-of REPEATS); genlab's logits skip the last block's work for tokens other than the class token,
+Two ViTs (patch 4 on 28x28, class token, 10 classes): the default 192 wide, 6 deep, 3 heads at
+batch 256, and 384 x 12, 6 heads — the larger encoder of ``mae_speed.py`` — at that script's batch
+of 128. Each against timm's ``VisionTransformer`` built with the same keywords, holding the same
+weights (genlab loads timm's state dict unchanged): training images/s (forward, cross-entropy,
+backward, fused AdamW) and inference images/s (no grad), in fp32 and under bf16 autocast, timed
+alternately (median of REPEATS); genlab's logits skip the last block's work for tokens other than the class token,
 exactly (``tests/test_vision_vit.py``). Achieved GFLOP/s (FLOPs counted by
 ``torch.utils.flop_counter``) is compared with a large fp32 matmul (2048^3) measured in the same
 run. Profiled steps (median of PROFILED) split the gap to that peak: the share of the step's operator time in
@@ -33,9 +34,12 @@ from profiling import counted_flops, cpu_time_split
 from timing import WARMUP, median_times
 
 RESULTS = Path(__file__).resolve().parent / "results"
-CONFIG = dict(img_size=28, patch_size=4, in_chans=1, num_classes=10, embed_dim=192, depth=6, num_heads=3,
-              mlp_ratio=4.0, qkv_bias=True, global_pool="token", class_token=True)
-BATCH, REPEATS = 256, 15
+COMMON = dict(img_size=28, patch_size=4, in_chans=1, num_classes=10, mlp_ratio=4.0, qkv_bias=True,
+              global_pool="token", class_token=True)
+CONFIGS = {"192 x 6 (default)": dict(embed_dim=192, depth=6, num_heads=3),
+           "384 x 12": dict(embed_dim=384, depth=12, num_heads=6)}
+BATCHES = {"192 x 6 (default)": 256, "384 x 12": 128}
+REPEATS = 15
 PROFILED = 3  # profiled steps for the matmul / other split
 TARGET_RATIO, TARGET_PEAK = 1.0, 0.8
 
@@ -68,23 +72,19 @@ def matmul_gflops(repeats: int) -> float:
     return 2 * 2048**3 / t / 1e9
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--repeats", type=int, default=REPEATS)
-    p.add_argument("--results", default=str(RESULTS))
-    args = p.parse_args()
-    machine = Machine()
+def measure(name: str, timm, repeats: int) -> list[dict]:
+    """Training and inference rows of one config, fp32 and bf16: genlab, and timm beside it when present."""
+    config, batch = {**COMMON, **CONFIGS[name]}, BATCHES[name]
     torch.manual_seed(0)
-    ours = ViT(**CONFIG)
-    timm = import_timm()
+    ours = ViT(**config)
     peer = None
     if timm is not None:
         from timm.models.vision_transformer import VisionTransformer
 
-        peer = VisionTransformer(**CONFIG)
+        peer = VisionTransformer(**config)
         ours.load_state_dict(peer.state_dict())
-    x, y = torch.randn(BATCH, 1, 28, 28), torch.randint(0, 10, (BATCH,))
-    peak = matmul_gflops(args.repeats)
+    x, y = torch.randn(batch, 1, 28, 28), torch.randint(0, 10, (batch,))
+    params = sum(q.numel() for q in ours.parameters())
     rows = []
     for mode in ("train", "inference"):
         for bf16 in (False, True):
@@ -93,20 +93,37 @@ def main() -> None:
                 m.train(mode == "train")
             fns = [train_step(m, x, y, bf16) if mode == "train" else infer_step(m, x, bf16) for m in models]
             flop, flop_mm = counted_flops(fns[0])
-            times = median_times(fns, args.repeats)
+            times = median_times(fns, repeats)
             t_mm, t_other = cpu_time_split(fns[0], PROFILED)
-            r = dict(mode=mode, precision="bf16" if bf16 else "fp32", ours=BATCH / times[0],
-                     timm=BATCH / times[1] if peer is not None else None, gflops=flop / times[0] / 1e9,
-                     matmul_share=t_mm / (t_mm + t_other), matmul_gflops=flop_mm / t_mm / 1e9)
+            r = dict(config=name, batch=batch, params=params, mode=mode, precision="bf16" if bf16 else "fp32",
+                     ours=batch / times[0], timm=batch / times[1] if peer is not None else None,
+                     gflops=flop / times[0] / 1e9, matmul_share=t_mm / (t_mm + t_other),
+                     matmul_gflops=flop_mm / t_mm / 1e9)
             rows.append(r)
             vs = f", timm {r['timm']:.0f} img/s ({r['ours'] / r['timm']:.2f}x)" if peer is not None else ""
-            print(f"{mode} {r['precision']}: ours {r['ours']:.0f} img/s{vs}, {r['gflops']:.1f} GFLOP/s", flush=True)
-    params = sum(q.numel() for q in ours.parameters())
+            print(f"{name} {mode} {r['precision']}: ours {r['ours']:.0f} img/s{vs}, {r['gflops']:.1f} GFLOP/s", flush=True)
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--repeats", type=int, default=REPEATS)
+    p.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    p.add_argument("--results", default=str(RESULTS))
+    args = p.parse_args()
+    machine = Machine()
+    timm = import_timm()
+    peak = matmul_gflops(args.repeats)
+    rows = []
+    for name in args.configs:
+        rows += measure(name, timm, args.repeats)
     lines = ["# ViT throughput: genlab vs timm VisionTransformer (same config, same weights)", "",
              machine.line(),
              "- Peer: " + (f"timm {timm.__version__}" if timm else "timm not installed, no peer column"),
-             f"- ViT 192 wide, 6 deep, 3 heads, patch 4 on 1x28x28 (50 tokens), {params:,} parameters; batch {BATCH}; "
-             f"median of {args.repeats} after {WARMUP} warm-up, the two models alternating. Training = forward, "
+             "- Patch 4 on 1x28x28 (50 tokens); per config: "
+             + "; ".join(f"{r['config']}: {r['params']:,} parameters, batch {r['batch']}"
+                         for r in rows if r["mode"] == "train" and r["precision"] == "fp32")
+             + f". Median of {args.repeats} after {WARMUP} warm-up, the two models alternating. Training = forward, "
              "cross-entropy, backward, fused AdamW. GFLOP/s from FLOPs counted by torch.utils.flop_counter; peak = fp32 "
              f"2048^3 matmul in this run: {peak:.1f} GFLOP/s. genlab's forward runs the last block for the class "
              "token only (the same logits and gradients, tested), so it counts fewer FLOPs than timm.", "",
@@ -114,12 +131,12 @@ def main() -> None:
              "operator time in matrix multiplies (mm, addmm, bmm, baddbmm), and those operators' own speed, their "
              "counted FLOPs over their time, as a share of the same peak. In fp32 attention runs in the fused SDPA kernel, outside them; "
              "in bf16 its two products are bmm, inside.", "",
-             "| mode | precision | genlab img/s | timm img/s | genlab / timm | GFLOP/s | share of fp32 matmul | "
+             "| ViT | mode | precision | genlab img/s | timm img/s | genlab / timm | GFLOP/s | share of fp32 matmul | "
              "step time in matmuls | matmuls alone, share of fp32 matmul |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         t = f"{r['timm']:.0f} | {r['ours'] / r['timm']:.2f}x" if r["timm"] else "- | -"
-        lines.append(f"| {r['mode']} | {r['precision']} | {r['ours']:.0f} | {t} | {r['gflops']:.1f} | "
+        lines.append(f"| {r['config']} | {r['mode']} | {r['precision']} | {r['ours']:.0f} | {t} | {r['gflops']:.1f} | "
                      f"{r['gflops'] / peak:.2f} | {r['matmul_share']:.2f} | {r['matmul_gflops'] / peak:.2f} |")
     lines += ["", f"Targets: >= {TARGET_RATIO:.1f}x timm; >= {TARGET_PEAK} of the fp32 matmul's GFLOP/s."]
     out = Path(args.results)
