@@ -3,9 +3,9 @@
 Run with ``python benchmarks/mae_speed.py``; writes ``benchmarks/results/mae_speed.md``.
 
 For each config (the default 192 wide x 6 deep and 384 x 12, patch 4 on 28x28 digits, 49
-patches), mask ratio 0.75, batch 128 (and 256 for 384 x 12, nearer the paper's large-batch regime,
-where the per-step parameter cost is amortised further): the training step (forward, backward, genlab's fused AdamW)
-of genlab's ``mae`` at decoder depth 2 (the default) and 1 against a baseline that differs in one
+patches), mask ratio 0.75, batch 128 (and 256 for 384 x 12, nearer the paper's large-batch
+regime, where the per-step parameter cost is amortised further): the training step (forward,
+backward, genlab's fused AdamW) of genlab's ``mae`` at decoder depth 2 (the default) and 1 against a baseline that differs in one
 thing only — its encoder processes all 49 tokens, masked ones replaced by a learned mask token (the
 paper's "encoder w/ [M]") — timed alternately in one process (median of REPEATS steps after
 warm-up), in fp32 and under bf16 autocast. As in the paper's Table 2, every speed-up is relative to

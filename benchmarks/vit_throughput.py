@@ -7,8 +7,8 @@ batch 256, and 384 x 12, 6 heads — the larger encoder of ``mae_speed.py`` — 
 of 128. Each against timm's ``VisionTransformer`` built with the same keywords, holding the same
 weights (genlab loads timm's state dict unchanged): training images/s (forward, cross-entropy,
 backward, fused AdamW) and inference images/s (no grad), in fp32 and under bf16 autocast, timed
-alternately (median of REPEATS); genlab's logits skip the last block's work for tokens other than the class token,
-exactly (``tests/test_vision_vit.py``). Achieved GFLOP/s (FLOPs counted by
+alternately (median of REPEATS); genlab's logits skip the last block's work for tokens other than
+the class token, exactly (``tests/test_vision_vit.py``). Achieved GFLOP/s (FLOPs counted by
 ``torch.utils.flop_counter``) is compared with a large fp32 matmul (2048^3) measured in the same
 run. Profiled steps (median of PROFILED) split the gap to that peak: the share of the step's operator time in
 matrix multiplies, and those multiplies' own GFLOP/s (their counted FLOPs over their time), so what
@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from genlab.vision import ViT
 from machine import Machine
+from mae_speed import CONFIGS  # the same two encoders
 from peers import import_timm
 from profiling import counted_flops, cpu_time_split
 from timing import WARMUP, median_times
@@ -36,8 +37,6 @@ from timing import WARMUP, median_times
 RESULTS = Path(__file__).resolve().parent / "results"
 COMMON = dict(img_size=28, patch_size=4, in_chans=1, num_classes=10, mlp_ratio=4.0, qkv_bias=True,
               global_pool="token", class_token=True)
-CONFIGS = {"192 x 6 (default)": dict(embed_dim=192, depth=6, num_heads=3),
-           "384 x 12": dict(embed_dim=384, depth=12, num_heads=6)}
 BATCHES = {"192 x 6 (default)": 256, "384 x 12": 128}
 REPEATS = 15
 PROFILED = 3  # profiled steps for the matmul / other split
