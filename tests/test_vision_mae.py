@@ -10,7 +10,7 @@ import genlab
 from genlab.cli import main
 from genlab.data import load_dataset
 from genlab.errors import UserError
-from genlab.nn.patches import patchify, unpatchify
+from genlab.nn.patches import PatchEmbed, patchify, unpatchify
 from genlab.vision import ViT
 from genlab.vision.mae import random_masking
 from resume import assert_same_checkpoints
@@ -37,6 +37,24 @@ def test_random_masking_keeps_a_share_and_restores_the_order():
         assert torch.equal(shuffle[:4], ids_keep[i])
     other = random_masking(5, 16, 4, torch.Generator().manual_seed(0), "cpu")[0]
     assert torch.equal(other, ids_keep)  # seeded
+
+
+def test_embedding_only_the_visible_patches_equals_embedding_all_then_gathering():
+    torch.manual_seed(0)
+    embed = PatchEmbed((8, 12), 4, 3, 5)  # non-square 2 x 3 grid, 3 channels
+    x = torch.randn(4, 3, 8, 12)
+    ids = torch.stack([torch.randperm(6)[:2] for _ in range(4)])
+    full = embed(x)
+    expected = full.gather(1, ids[..., None].expand(-1, -1, 5))
+    subset = embed.forward_subset(x, ids)
+    assert subset.shape == (4, 2, 5)
+    assert torch.allclose(subset, expected, atol=1e-6)
+    g_full = torch.autograd.grad(expected.square().sum(), embed.parameters())
+    g_subset = torch.autograd.grad(embed.forward_subset(x, ids).square().sum(), embed.parameters())
+    for a, b in zip(g_full, g_subset):
+        assert torch.allclose(a, b, atol=1e-5)
+    with pytest.raises(UserError, match="8, 12"):
+        embed.forward_subset(torch.randn(1, 3, 8, 8), ids[:1])
 
 
 def test_patchify_round_trip_and_order():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genlab.errors import UserError
@@ -29,11 +30,27 @@ class PatchEmbed(nn.Module):
         nn.init.xavier_uniform_(w.view(w.shape[0], -1))
         nn.init.zeros_(self.proj.bias)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def _check(self, x: Tensor) -> None:
         if tuple(x.shape[-2:]) != tuple(g * self.patch_size for g in self.grid_size):
             raise UserError(f"images of size {tuple(x.shape[-2:])}, but this network takes "
                             f"{tuple(g * self.patch_size for g in self.grid_size)}")
+
+    def forward(self, x: Tensor) -> Tensor:
+        self._check(x)
         return self.proj(x).flatten(2).transpose(1, 2)
+
+    def forward_subset(self, x: Tensor, ids: Tensor) -> Tensor:
+        """Tokens (B, K, D) of only the patches ``ids`` (B, K) — equal to ``forward(x)`` gathered at ``ids``.
+
+        MAE's encoder sees a quarter of the patches: gathering raw pixels (p*p*C wide) before the
+        projection skips the other three quarters of the embedding and a D-wide gather's backward.
+        """
+        self._check(x)
+        b, c, _, _ = x.shape
+        (gh, gw), p = self.grid_size, self.patch_size
+        patches = x.reshape(b, c, gh, p, gw, p).permute(0, 2, 4, 1, 3, 5).reshape(b, gh * gw, c * p * p)
+        patches = patches.gather(1, ids[..., None].expand(-1, -1, patches.shape[-1]))  # pixels in the conv's (C, p, p) order
+        return F.linear(patches, self.proj.weight.flatten(1), self.proj.bias)
 
 
 def patchify(x: Tensor, p: int) -> Tensor:

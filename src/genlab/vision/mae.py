@@ -119,9 +119,10 @@ class MAE(Model):
     # -- the two halves ------------------------------------------------------------------------
     def forward_encoder(self, x: Tensor, ids_keep: Tensor | None = None) -> Tensor:
         """Tokens (B, 1 + kept, D) after the final norm; ``ids_keep`` None = all patches."""
-        tokens = self.patch_embed(x) + self.pos_embed[:, 1:]
-        if ids_keep is not None:
-            tokens = tokens.gather(1, ids_keep[..., None].expand(-1, -1, tokens.shape[-1]))
+        if ids_keep is None:
+            tokens = self.patch_embed(x) + self.pos_embed[:, 1:]
+        else:  # embed only the visible patches
+            tokens = self.patch_embed.forward_subset(x, ids_keep) + self.pos_embed[0, 1:][ids_keep]
         cls = (self.cls_token + self.pos_embed[:, :1]).expand(len(x), -1, -1)
         return self.norm(self.blocks(torch.cat([cls, tokens], dim=1)))
 
