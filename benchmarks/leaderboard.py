@@ -38,7 +38,7 @@ SEED = 0
 DATA = {  # budget (s), samples scored, test examples for the likelihood, training settings
     "grid25": dict(budget=60.0, n=2000, nll=512, train=dict(batch_size=256, lr=1e-3, warmup=100)),
     "mnist5k": dict(budget=240.0, n=500, nll=64,
-                    train=dict(batch_size=64, lr=2e-3, warmup=200, ema_decay=0.998, bf16=True)),
+                    train=dict(batch_size=64, lr=2e-3, warmup=200, ema_decay=0.998, bf16="auto")),
 }
 UNET = dict(channels=64, channel_mult=(1, 2), num_res_blocks=1, patch_size=4)  # the make-demo network
 OVERRIDES = {  # (model name or family class name, data) -> config overrides sized for the budget

@@ -16,7 +16,9 @@ from genlab.errors import UserError
 from genlab.model import Context, Model, ModelConfig, Phase, register_model
 from genlab.train.checkpoint import list_checkpoints
 from genlab.train.config import TrainConfig
+from genlab.train import precision
 from genlab.train.monitor import NanGuard, SpikeDetector
+from genlab.train.run import describe, start_run
 from genlab.train.schedule import Schedule
 from genlab.train.trainer import EpochSampler, Trainer
 
@@ -358,6 +360,29 @@ def test_settings_fail_before_any_file(tmp_path, ring8):
     with pytest.raises(UserError, match="choose one precision"):
         TrainConfig(bf16=True, fp16=True).validate()
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_auto_chooses_by_the_hardware_and_the_run_keeps_the_choice(native, tmp_path, monkeypatch):
+    monkeypatch.setattr(precision, "native_bf16", lambda device: native)
+    monkeypatch.setattr("genlab.train.run.native_bf16", lambda device: native)
+    trainer = start_run("edm", "moons", tmp_path / "r", {"bf16": "auto", "hidden": 16, "depth": 1, "device": "cpu"})
+    assert trainer.cfg.bf16 is native
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["train"]["bf16"] is native  # resume trains alike
+    assert "warning" not in describe(trainer)
+    forced = start_run("edm", "moons", tmp_path / "f", {"bf16": "true", "hidden": 16, "depth": 1, "device": "cpu"})
+    assert forced.cfg.bf16 is True
+    assert ("no native bf16" in describe(forced)) is not native
+    with pytest.raises(UserError, match="bf16='maybe'"):
+        start_run("edm", "moons", tmp_path / "m", {"bf16": "maybe"})
+    with pytest.raises(UserError, match="bf16=auto and fp16=true"):
+        TrainConfig(bf16="auto", fp16=True).validate()
+
+
+def test_native_bf16_answers_for_this_machine():
+    assert isinstance(precision.native_bf16(torch.device("cpu")), bool)
+    assert precision.resolve_bf16(False, torch.device("cpu")) is False
+    assert precision.resolve_bf16(True, torch.device("cpu")) is True
 
 
 @pytest.mark.parametrize("name", ["vae", "ddpm", "edm", "flow", "toy-gan", "toy-encoder", "vit", "resnet", "mae", "wgan-gp",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from genlab.errors import UserError
 from genlab.model import OPTIMIZERS
@@ -24,7 +24,7 @@ class TrainConfig:
     warmup: int = 100  # linear warm-up steps, then cosine decay to 0
     grad_clip: float = 1.0  # max global gradient norm per phase (0 = no clipping)
     ema_decay: float = 0.999
-    bf16: bool = False  # bfloat16 autocast for the forward pass (CPU and CUDA)
+    bf16: bool | Literal["auto"] = False  # bfloat16 autocast for the forward pass; auto = where the device has native bf16
     fp16: bool = False  # float16 autocast with a gradient scaler (CUDA only)
     seed: int = 0
     sample_every: int = 0  # sample grid every K steps (0 = only at the end)
@@ -59,7 +59,7 @@ class TrainConfig:
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise UserError(f"device={self.device!r}: use auto, cpu, cuda or cuda:N")
         if self.bf16 and self.fp16:
-            raise UserError("bf16=true and fp16=true: choose one precision")
+            raise UserError(f"bf16={str(self.bf16).lower()} and fp16=true: choose one precision")
 
 
 def parse_duration(text: str) -> float:

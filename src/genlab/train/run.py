@@ -25,6 +25,7 @@ from genlab.errors import UserError
 from genlab.model import Model, config_fields, create
 from genlab.train.checkpoint import latest_checkpoint
 from genlab.train.config import TrainConfig
+from genlab.train.precision import native_bf16
 from genlab.train.distributed import world_from_env
 from genlab.train.trainer import Trainer
 from genlab.weights import load_weights
@@ -120,6 +121,7 @@ def start_run(
             "train": to_dict(train_cfg),
         }
     trainer = Trainer(model, splits, train_cfg, out, world=world_from_env())
+    record["train"] = to_dict(trainer.cfg)  # bf16=auto saved as what it chose, so a resume trains alike
     if trainer.main:
         out.mkdir(parents=True, exist_ok=True)
         write_text_atomic(run_file, json.dumps(record, indent=2))
@@ -153,4 +155,7 @@ def describe(trainer: Trainer) -> str:
         f"{trainer.model.name}: {n / 1e6:.2f}M parameters on {where}; data {trainer.data.train.name} "
         f"({len(trainer.data.train)} train / {len(trainer.data.test)} test, shape {trainer.data.train.shape}); "
         + ", ".join(f"{f.name}={getattr(cfg, f.name)}" for f in dataclasses.fields(cfg) if f.name in ("steps", "time_budget", "batch_size", "lr", "bf16"))
+        + ("" if not cfg.bf16 or native_bf16(trainer.device) else
+           f"\nwarning: {trainer.device} has no native bf16, so bf16 autocast is emulated and slower than fp32; "
+           "bf16=auto uses it only where it is native")
     )

@@ -14,6 +14,7 @@ steps bitwise on CPU, on any number of processes.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import math
 import time
@@ -41,6 +42,7 @@ from genlab.train.evaluate import evaluate
 from genlab.train.interrupt import DeferredInterrupt
 from genlab.train.monitor import JsonlLog, NanGuard, SpikeDetector
 from genlab.train.optim import PhaseSettings, make_optimizer, resolve_phases
+from genlab.train.precision import resolve_bf16
 from genlab.train.schedule import Schedule
 
 SAMPLE_SEED = 1234
@@ -123,9 +125,10 @@ class Trainer:
         if model.name is None:
             raise UserError(f"{type(model).__name__} is not registered: decorate it with @register_model(name), "
                             "so that its run can be saved and reloaded")
-        self.cfg, self.data, self.out = config, data, Path(out)
+        self.data, self.out = data, Path(out)
         self.world = world or dist.world_from_env()
         self.device = resolve_device(config.device, self.world)
+        self.cfg = config = dataclasses.replace(config, bf16=resolve_bf16(config.bf16, self.device))
         if config.fp16 and self.device.type != "cuda":
             raise UserError("fp16=true needs CUDA (float16 training needs its gradient scaler there); "
                             "on the CPU use bf16=true")
