@@ -9,6 +9,8 @@ from pathlib import Path
 
 import torch
 
+from genlab.train.precision import native_bf16
+
 
 def cpu_name() -> str:
     info = Path("/proc/cpuinfo")
@@ -30,3 +32,12 @@ class Machine:
         return (f"- Machine: {cpu_name()}, {os.cpu_count()} logical CPUs, {torch.get_num_threads()} torch threads, "
                 f"{device}; torch {torch.__version__}; 1-min load average before {self.load_before:.1f}, after "
                 f"{os.getloadavg()[0]:.1f}; whole run {time.perf_counter() - self.start:.0f} s")
+
+
+def bf16_precisions() -> tuple[tuple[bool, ...], str]:
+    """The bf16 settings worth timing here — (False, True) on a CPU with native bf16, else (False,) — and a
+    results-file line saying which (an emulated bf16 step is many times slower than fp32, not a speed)."""
+    if native_bf16(torch.device("cpu")):
+        return (False, True), "- bf16 rows: this CPU computes bf16 natively (oneDNN's bf16 path)."
+    return (False,), ("- bf16 rows left out: this CPU has no native bf16 (no AVX-512 / AMX), so bf16 autocast is "
+                      "emulated there and its timings would measure the emulation.")

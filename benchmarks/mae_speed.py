@@ -33,7 +33,7 @@ from genlab.data import load_dataset
 from genlab.train.config import TrainConfig
 from genlab.train.optim import make_optimizer, resolve_phases
 from genlab.vision.mae import MAE, MAEConfig, random_masking
-from machine import Machine
+from machine import Machine, bf16_precisions
 from profiling import counted_flops, cpu_time_split
 from timing import WARMUP, median_times
 
@@ -126,6 +126,8 @@ def main() -> None:
     data = load_dataset("mnist5k").train.x
     rows = []
     machine = Machine()
+    precisions, precision_line = bf16_precisions()
+    print(precision_line, flush=True)
     adam = {}
     for name, batch in (run for run in RUNS if run[0] in args.configs):
         x = data[:batch]
@@ -134,7 +136,7 @@ def main() -> None:
         ours = {d: build(MAE, CONFIGS[name], d) for d in DEPTHS}
         base = {d: build(MAEWithMaskTokens, CONFIGS[name], d) for d in DEPTHS}
         f_ours, f_base = {d: flops(m, x) for d, m in ours.items()}, {d: flops(m, x) for d, m in base.items()}
-        for bf16 in (False, True):
+        for bf16 in precisions:
             models = [ours[d] for d in DEPTHS] + [base[d] for d in DEPTHS]
             steps = [step_fn(m, x, bf16) for m in models]
             times = median_times(steps, args.repeats)
@@ -156,6 +158,7 @@ def main() -> None:
     mae = ours[DEFAULT_DEPTH]
     lines = ["# MAE training speed: visible-only encoder vs encoder with mask tokens (MAE Table 2)", "",
              machine.line(),
+             precision_line,
              "- One training step (forward, backward, fused AdamW) on a batch of mnist5k digits (the batch column), 28x28, patch 4 "
              f"(49 patches), mask ratio {mae.config.mask_ratio} ({mae.num_visible()} visible); "
              f"decoder {mae.config.decoder_embed_dim} wide; median of {args.repeats} steps after {WARMUP} warm-up steps, "

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from genlab.vision import ViT
-from machine import Machine
+from machine import Machine, bf16_precisions
 from mae_speed import CONFIGS  # the same two encoders
 from peers import import_timm
 from profiling import counted_flops, cpu_time_split
@@ -86,7 +86,7 @@ def measure(name: str, timm, repeats: int) -> list[dict]:
     params = sum(q.numel() for q in ours.parameters())
     rows = []
     for mode in ("train", "inference"):
-        for bf16 in (False, True):
+        for bf16 in bf16_precisions()[0]:
             models = [ours] + ([peer] if peer is not None else [])
             for m in models:
                 m.train(mode == "train")
@@ -118,6 +118,7 @@ def main() -> None:
         rows += measure(name, timm, args.repeats)
     lines = ["# ViT throughput: genlab vs timm VisionTransformer (same config, same weights)", "",
              machine.line(),
+             bf16_precisions()[1],
              "- Peer: " + (f"timm {timm.__version__}" if timm else "timm not installed, no peer column"),
              "- Patch 4 on 1x28x28 (50 tokens); per config: "
              + "; ".join(f"{r['config']}: {r['params']:,} parameters, batch {r['batch']}"
