@@ -8,7 +8,7 @@ regime, where the per-step parameter cost is amortised further): the training st
 backward, genlab's fused AdamW) of genlab's ``mae`` at decoder depth 2 (the default) and 1 against a baseline that differs in one
 thing only — its encoder processes all 49 tokens, masked ones replaced by a learned mask token (the
 paper's "encoder w/ [M]") — timed alternately in one process (median of REPEATS steps after
-warm-up), in fp32 and under bf16 autocast. As in the paper's Table 2, every speed-up is relative to
+warm-up), in fp32 and, on a CPU with native bf16, under bf16 autocast. As in the paper's Table 2, every speed-up is relative to
 the one baseline with the default decoder (there depth 8: 2.8x at depth 8, 3.7x at depth 1 for
 ViT-L); the stricter ratio against a baseline with the same decoder depth is reported beside it.
 FLOPs of one training step are counted by ``torch.utils.flop_counter`` (forward + backward), not

@@ -6,8 +6,8 @@ Two ViTs (patch 4 on 28x28, class token, 10 classes): the default 192 wide, 6 de
 batch 256, and 384 x 12, 6 heads — the larger encoder of ``mae_speed.py`` — at that script's batch
 of 128. Each against timm's ``VisionTransformer`` built with the same keywords, holding the same
 weights (genlab loads timm's state dict unchanged): training images/s (forward, cross-entropy,
-backward, fused AdamW) and inference images/s (no grad), in fp32 and under bf16 autocast, timed
-alternately (median of REPEATS); genlab's logits skip the last block's work for tokens other than
+backward, fused AdamW) and inference images/s (no grad), in fp32 and (on a CPU with native bf16) under
+bf16 autocast, timed alternately (median of REPEATS); genlab's logits skip the last block's work for tokens other than
 the class token, exactly (``tests/test_vision_vit.py``). Achieved GFLOP/s (FLOPs counted by
 ``torch.utils.flop_counter``) is compared with a large fp32 matmul (2048^3) measured in the same
 run. Profiled steps (median of PROFILED) split the gap to that peak: the share of the step's operator time in

@@ -14,9 +14,9 @@ import toy_families  # noqa: F401  (registers toy-gan and toy-encoder)
 from genlab.data import Dataset, Splits, load_dataset
 from genlab.errors import UserError
 from genlab.model import Context, Model, ModelConfig, Phase, register_model
+from genlab.train import precision
 from genlab.train.checkpoint import list_checkpoints
 from genlab.train.config import TrainConfig
-from genlab.train import precision
 from genlab.train.monitor import NanGuard, SpikeDetector
 from genlab.train.run import describe, start_run
 from genlab.train.schedule import Schedule

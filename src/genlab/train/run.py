@@ -25,8 +25,8 @@ from genlab.errors import UserError
 from genlab.model import Model, config_fields, create
 from genlab.train.checkpoint import latest_checkpoint
 from genlab.train.config import TrainConfig
-from genlab.train.precision import native_bf16
 from genlab.train.distributed import world_from_env
+from genlab.train.precision import native_bf16
 from genlab.train.trainer import Trainer
 from genlab.weights import load_weights
 
