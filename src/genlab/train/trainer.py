@@ -131,7 +131,7 @@ class Trainer:
         self.cfg = config = dataclasses.replace(config, bf16=resolve_bf16(config.bf16, self.device))
         if config.fp16 and self.device.type != "cuda":
             raise UserError("fp16=true needs CUDA (float16 training needs its gradient scaler there); "
-                            "on the CPU use bf16=true")
+                            "on the CPU use bf16=auto (bf16 where the CPU computes it natively)")
         dist.check_batch(self.world, min(config.batch_size, len(data.train)))
         self.model = model.to(self.device)
         self.phases: list[PhaseSettings] = resolve_phases(model, config)
