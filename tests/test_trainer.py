@@ -428,3 +428,10 @@ def test_a_checkpoint_from_before_this_trainer_state_resumes(ring8, tmp_path):
         del group["lr_scale"]
     state_file.write_text(json.dumps(state))
     assert _trainer(ring8, tmp_path, steps=20).fit(resume=True)["steps"] == 20
+
+
+def test_a_cpu_trainer_keeps_freed_memory_for_reuse(ring8, tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr("genlab.train.trainer.retain_freed_memory", lambda: calls.append(1) or True)
+    _trainer(ring8, tmp_path, device="cpu")
+    assert calls == [1]

@@ -37,6 +37,7 @@ from genlab.train.checkpoint import (
     clean_checkpoints, latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint,
 )
 from genlab.train.config import TrainConfig
+from genlab.train.cpu_memory import retain_freed_memory
 from genlab.train.ema import EMA
 from genlab.train.evaluate import evaluate
 from genlab.train.interrupt import DeferredInterrupt
@@ -128,6 +129,8 @@ class Trainer:
         self.data, self.out = data, Path(out)
         self.world = world or dist.world_from_env()
         self.device = resolve_device(config.device, self.world)
+        if self.device.type == "cpu":
+            retain_freed_memory()  # no page faults for each step's large activations
         self.cfg = config = dataclasses.replace(config, bf16=resolve_bf16(config.bf16, self.device))
         if config.fp16 and self.device.type != "cuda":
             raise UserError("fp16=true needs CUDA (float16 training needs its gradient scaler there); "
