@@ -10,8 +10,10 @@ training steps are timed one by one, with the page faults (``ru_minflt``) during
 first WARMUP_STEPS are dropped (the heap settles in them). The two kinds of process alternate,
 which one goes first flipping each round; the table gives medians over the rounds of each
 process's median step, and the median of the rounds' speed-ups (each from two processes run
-back to back, so a shared VM's drift over minutes cancels in it). Workloads: the default ViT at batch 256 (``vit_throughput.py``'s), the
-default MAE at batch 128 (``mae_speed.py``'s) and the ``make demo`` recipe (EDM, batch 64).
+back to back, so a shared VM's drift over minutes cancels in it). Workloads: the default ViT at
+batch 256 (``vit_throughput.py``'s), the default MAE at batch 128 (``mae_speed.py``'s) and the
+``make demo`` recipe (EDM, batch 64). Fault counts depend on the kernel's transparent-huge-page
+setting, which the results file records.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from unittest import mock
 
+from genlab.train.cpu_memory import TRIM_THRESHOLD
 from machine import Machine
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,6 +43,15 @@ WORKLOADS = {  # name: (genlab train arguments, steps per process)
 MODES = ("default", "retained")
 WARMUP_STEPS = 4
 ROUNDS = 6
+
+
+def transparent_huge_pages() -> str:
+    """The kernel's THP mode (the bracketed word of /sys/kernel/mm/transparent_hugepage/enabled)."""
+    path = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    if not path.exists():
+        return "unknown"
+    text = path.read_text()
+    return text[text.index("[") + 1:text.index("]")] if "[" in text else text.strip()
 
 
 def minor_faults() -> int:
@@ -110,7 +122,9 @@ def main() -> None:
              "median of the rounds' default / retained ratios; page faults are "
              "minor faults (ru_minflt) during a step, peak RSS the process's maximum resident set.",
              "- Retained: what `genlab train` does on the CPU (`genlab.train.cpu_memory.retain_freed_memory`: glibc "
-             "mallopt M_MMAP_MAX 0, M_TRIM_THRESHOLD 2 GB); default: the same run with that call replaced by a no-op.",
+             f"mallopt M_MMAP_MAX 0, M_TRIM_THRESHOLD {TRIM_THRESHOLD / 2**30:.0f} GiB); default: the same run with "
+             "that call replaced by a no-op.",
+             f"- Transparent huge pages: {transparent_huge_pages()}.",
              "",
              "| workload | precision | default ms/step | retained ms/step | speed-up | page faults per step: default "
              "/ retained | peak RSS MB: default / retained |",

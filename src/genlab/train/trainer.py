@@ -129,13 +129,13 @@ class Trainer:
         self.data, self.out = data, Path(out)
         self.world = world or dist.world_from_env()
         self.device = resolve_device(config.device, self.world)
-        if self.device.type == "cpu":
-            retain_freed_memory()  # no page faults for each step's large activations
         self.cfg = config = dataclasses.replace(config, bf16=resolve_bf16(config.bf16, self.device))
         if config.fp16 and self.device.type != "cuda":
             raise UserError("fp16=true needs CUDA (float16 training needs its gradient scaler there); "
                             "on the CPU use bf16=auto (bf16 where the CPU computes it natively)")
         dist.check_batch(self.world, min(config.batch_size, len(data.train)))
+        if self.device.type == "cpu":
+            retain_freed_memory()  # no page faults for each step's large activations
         self.model = model.to(self.device)
         self.phases: list[PhaseSettings] = resolve_phases(model, config)
         self.optimizers = {p.name: make_optimizer(model, p) for p in self.phases}
