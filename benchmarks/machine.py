@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from genlab.train.cpu_memory import retain_freed_memory
 from genlab.train.precision import native_bf16
 
 
@@ -22,16 +23,22 @@ def cpu_name() -> str:
 
 
 class Machine:
-    """Start it before the work; ``line()`` after: CPU, threads, torch, load average before / after, wall time."""
+    """Start it before the work; ``line()`` after: CPU, threads, torch, load average before / after, wall time.
 
-    def __init__(self) -> None:
+    ``retain_memory``: keep freed memory for reuse as ``genlab train`` does on the CPU, so that steps timed in
+    this process measure the model, not page faults on activations re-mapped each step (``cpu_memory.py``).
+    """
+
+    def __init__(self, retain_memory: bool = False) -> None:
+        self.retained = retain_memory and retain_freed_memory()
         self.load_before, self.start = os.getloadavg()[0], time.perf_counter()
 
     def line(self) -> str:
         device = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
         return (f"- Machine: {cpu_name()}, {os.cpu_count()} logical CPUs, {torch.get_num_threads()} torch threads, "
                 f"{device}; torch {torch.__version__}; 1-min load average before {self.load_before:.1f}, after "
-                f"{os.getloadavg()[0]:.1f}; whole run {time.perf_counter() - self.start:.0f} s")
+                f"{os.getloadavg()[0]:.1f}; whole run {time.perf_counter() - self.start:.0f} s"
+                + ("; freed memory kept for reuse, as genlab train does" if self.retained else ""))
 
 
 def bf16_precisions() -> tuple[tuple[bool, ...], str]:

@@ -21,15 +21,29 @@ def counted_flops(fn: Callable[[], object]) -> tuple[int, int]:
     return counter.get_total_flops(), sum(v for op, v in ops.items() if op.__name__ in MATMULS)
 
 
+def _is_matmul(event) -> bool:
+    return event.name.removeprefix("aten::") in MATMULS
+
+
+def _outermost_matmul(event) -> bool:
+    parent = event.cpu_parent
+    while parent is not None:
+        if _is_matmul(parent):
+            return False
+        parent = parent.cpu_parent
+    return _is_matmul(event)
+
+
 def cpu_time_split(fn: Callable[[], object], repeats: int = 3) -> tuple[float, float]:
-    """Self CPU seconds of a call of ``fn`` in matrix-multiply operators and in all others (medians
-    over ``repeats`` profiled calls)."""
+    """CPU seconds of a call of ``fn`` in matrix-multiply operators and in all others (medians over ``repeats``
+    profiled calls). A matmul's time includes the operators it calls itself (addmm copying the bias into its
+    output, mm making an operand contiguous): they are part of that operator's cost, the rest is self time."""
     matmul, other = [], []
     for _ in range(repeats):
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             fn()
-        events = prof.key_averages()
-        mm = sum(e.self_cpu_time_total for e in events if e.key.removeprefix("aten::") in MATMULS) / 1e6
+        events = prof.events()
+        mm = sum(e.cpu_time_total for e in events if _outermost_matmul(e)) / 1e6
         matmul.append(mm)
         other.append(sum(e.self_cpu_time_total for e in events) / 1e6 - mm)
     return statistics.median(matmul), statistics.median(other)

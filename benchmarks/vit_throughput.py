@@ -9,8 +9,8 @@ weights (genlab loads timm's state dict unchanged): training images/s (forward, 
 backward, fused AdamW) and inference images/s (no grad), in fp32 and (on a CPU with native bf16) under
 bf16 autocast, timed alternately (median of REPEATS); genlab's logits skip the last block's work for tokens other than
 the class token, exactly (``tests/test_vision_vit.py``). Achieved GFLOP/s (FLOPs counted by
-``torch.utils.flop_counter``) is compared with a large fp32 matmul (2048^3) measured in the same
-run. Profiled steps (median of PROFILED) split the gap to that peak: the share of the step's operator time in
+``torch.utils.flop_counter``) is compared with a large fp32 matmul (2048^3) timed in the same
+rounds as the models. Profiled steps (median of PROFILED) split the gap to that peak: the share of the step's operator time in
 matrix multiplies, and those multiplies' own GFLOP/s (their counted FLOPs over their time), so what
 the other operations (attention, GELU, LayerNorm, AdamW) cost is read off, not assumed. timm imports
 torchvision: it is loaded through ``benchmarks/peers.py``; without timm the peer columns are
@@ -21,6 +21,7 @@ Targets: >= 1.0x timm; >= 0.8 of the matmul's GFLOP/s.
 from __future__ import annotations
 
 import argparse
+import statistics
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -65,10 +66,27 @@ def infer_step(model, x, bf16):
     return step
 
 
-def matmul_gflops(repeats: int) -> float:
-    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
-    (t,) = median_times([lambda: a @ b], repeats)
-    return 2 * 2048**3 / t / 1e9
+PEAK_N = 2048
+PEAK_FLOP = 2 * PEAK_N**3
+
+
+def peak_matmul():
+    """The fp32 PEAK_N^3 matmul whose GFLOP/s is the peak; timed in the same rounds as each row's models, so a
+    VM's drift over minutes moves the peak and the models alike."""
+    a, b = torch.randn(PEAK_N, PEAK_N), torch.randn(PEAK_N, PEAK_N)
+    return lambda: a @ b
+
+
+def profiled_split(step, flop_mm: int, peak) -> tuple[float, float]:
+    """Medians over PROFILED profiled steps, each followed by a timed peak matmul: the share of the step's
+    operator time in matrix multiplies, and those multiplies' GFLOP/s as a share of the peak timed beside them."""
+    shares, speeds = [], []
+    for _ in range(PROFILED):
+        t_mm, t_other = cpu_time_split(step, 1)
+        (t_peak,) = median_times([peak], 1, warmup=0)
+        shares.append(t_mm / (t_mm + t_other))
+        speeds.append(flop_mm / t_mm * t_peak / PEAK_FLOP)
+    return statistics.median(shares), statistics.median(speeds)
 
 
 def measure(name: str, timm, repeats: int) -> list[dict]:
@@ -92,15 +110,17 @@ def measure(name: str, timm, repeats: int) -> list[dict]:
                 m.train(mode == "train")
             fns = [train_step(m, x, y, bf16) if mode == "train" else infer_step(m, x, bf16) for m in models]
             flop, flop_mm = counted_flops(fns[0])
-            times = median_times(fns, repeats)
-            t_mm, t_other = cpu_time_split(fns[0], PROFILED)
+            peak = peak_matmul()
+            times = median_times(fns + [peak], repeats)
+            matmul_share, matmul_peak = profiled_split(fns[0], flop_mm, peak)
             r = dict(config=name, batch=batch, params=params, mode=mode, precision="bf16" if bf16 else "fp32",
                      ours=batch / times[0], timm=batch / times[1] if peer is not None else None,
-                     gflops=flop / times[0] / 1e9, matmul_share=t_mm / (t_mm + t_other),
-                     matmul_gflops=flop_mm / t_mm / 1e9)
+                     gflops=flop / times[0] / 1e9, peak=PEAK_FLOP / times[-1] / 1e9,
+                     matmul_share=matmul_share, matmul_peak=matmul_peak)
             rows.append(r)
             vs = f", timm {r['timm']:.0f} img/s ({r['ours'] / r['timm']:.2f}x)" if peer is not None else ""
-            print(f"{name} {mode} {r['precision']}: ours {r['ours']:.0f} img/s{vs}, {r['gflops']:.1f} GFLOP/s", flush=True)
+            print(f"{name} {mode} {r['precision']}: ours {r['ours']:.0f} img/s{vs}, {r['gflops']:.1f} GFLOP/s, "
+                  f"peak {r['peak']:.1f}", flush=True)
     return rows
 
 
@@ -110,12 +130,12 @@ def main() -> None:
     p.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     p.add_argument("--results", default=str(RESULTS))
     args = p.parse_args()
-    machine = Machine()
+    machine = Machine(retain_memory=True)
     timm = import_timm()
-    peak = matmul_gflops(args.repeats)
     rows = []
     for name in args.configs:
         rows += measure(name, timm, args.repeats)
+    peaks = [r["peak"] for r in rows]
     lines = ["# ViT throughput: genlab vs timm VisionTransformer (same config, same weights)", "",
              machine.line(),
              bf16_precisions()[1],
@@ -123,21 +143,22 @@ def main() -> None:
              "- Patch 4 on 1x28x28 (50 tokens); per config: "
              + "; ".join(f"{r['config']}: {r['params']:,} parameters, batch {r['batch']}"
                          for r in rows if r["mode"] == "train" and r["precision"] == "fp32")
-             + f". Median of {args.repeats} after {WARMUP} warm-up, the two models alternating. Training = forward, "
-             "cross-entropy, backward, fused AdamW. GFLOP/s from FLOPs counted by torch.utils.flop_counter; peak = fp32 "
-             f"2048^3 matmul in this run: {peak:.1f} GFLOP/s. genlab's forward runs the last block for the class "
+             + f". Median of {args.repeats} after {WARMUP} warm-up, the two models and the peak matmul alternating. "
+             "Training = forward, cross-entropy, backward, fused AdamW. GFLOP/s from FLOPs counted by "
+             f"torch.utils.flop_counter; peak = an fp32 {PEAK_N}^3 matmul timed in the same rounds as each row's models "
+             f"(its column; {min(peaks):.1f}-{max(peaks):.1f} GFLOP/s in this run). genlab's forward runs the last block for the class "
              "token only (the same logits and gradients, tested), so it counts fewer FLOPs than timm.", "",
              f"The last two columns come from {PROFILED} profiled steps (torch.profiler, medians): the share of "
-             "operator time in matrix multiplies (mm, addmm, bmm, baddbmm), and those operators' own speed, their "
-             "counted FLOPs over their time, as a share of the same peak. In fp32 attention runs in the fused SDPA kernel, outside them; "
+             "operator time in matrix multiplies (mm, addmm, bmm, baddbmm, with the copies they make inside), and those operators' own speed, their "
+             "counted FLOPs over their time, as a share of the peak matmul timed right after each profiled step. In fp32 attention runs in the fused SDPA kernel, outside them; "
              "in bf16 its two products are bmm, inside.", "",
-             "| ViT | mode | precision | genlab img/s | timm img/s | genlab / timm | GFLOP/s | share of fp32 matmul | "
-             "step time in matmuls | matmuls alone, share of fp32 matmul |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "| ViT | mode | precision | genlab img/s | timm img/s | genlab / timm | GFLOP/s | peak GFLOP/s | "
+             "share of peak | step time in matmuls | matmuls alone, share of peak |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         t = f"{r['timm']:.0f} | {r['ours'] / r['timm']:.2f}x" if r["timm"] else "- | -"
-        lines.append(f"| {r['config']} | {r['mode']} | {r['precision']} | {r['ours']:.0f} | {t} | {r['gflops']:.1f} | "
-                     f"{r['gflops'] / peak:.2f} | {r['matmul_share']:.2f} | {r['matmul_gflops'] / peak:.2f} |")
+        lines.append(f"| {r['config']} | {r['mode']} | {r['precision']} | {r['ours']:.0f} | {t} | {r['gflops']:.1f} | {r['peak']:.1f} | "
+                     f"{r['gflops'] / r['peak']:.2f} | {r['matmul_share']:.2f} | {r['matmul_peak']:.2f} |")
     lines += ["", f"Targets: >= {TARGET_RATIO:.1f}x timm; >= {TARGET_PEAK} of the fp32 matmul's GFLOP/s."]
     out = Path(args.results)
     out.mkdir(parents=True, exist_ok=True)
