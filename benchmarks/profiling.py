@@ -1,5 +1,5 @@
 """Where a step's work goes, split into matrix multiplies and everything else: FLOPs counted by
-``torch.utils.flop_counter`` and self CPU time from ``torch.profiler``."""
+``torch.utils.flop_counter`` and CPU time from ``torch.profiler``."""
 
 from __future__ import annotations
 
