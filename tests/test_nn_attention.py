@@ -5,7 +5,9 @@ import torch
 import torch.nn.functional as F
 
 from genlab.nn import attention as attn_module
-from genlab.nn.attention import CPU_BF16_EXPLICIT_MAX_TOKENS, attention, explicit_attention
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from genlab.nn.attention import CPU_BF16_EXPLICIT_MAX_TOKENS, attention, explicit_attention, split_heads
 
 
 @pytest.mark.parametrize("tokens", [1, 13, 50])
@@ -35,3 +37,26 @@ def test_bf16_attention_matches_fp32_to_bf16_precision():
     q, k, v = (torch.randn(4, 2, 50, 32, generator=g) for _ in range(3))
     out = attention(*(t.bfloat16() for t in (q, k, v))).float()
     assert (out - F.scaled_dot_product_attention(q, k, v)).abs().max() < 0.03
+
+
+class _OpLog(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.ops = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops.append(func.overloadpacket.__name__)
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("parts", [1, 2, 3])
+def test_split_heads_is_the_head_permutation_and_its_backward_copies_once(parts):
+    x = torch.randn(2, 5, parts * 12, dtype=torch.float64, requires_grad=True)
+    heads = split_heads(x, parts, 3)
+    reference = x.view(2, 5, parts, 3, 4).permute(2, 0, 3, 1, 4)
+    assert len(heads) == parts and all(torch.equal(h, r) for h, r in zip(heads, reference))
+    loss = sum((h * (i + 1.0)).sum() for i, h in enumerate(heads))
+    with _OpLog() as log:
+        loss.backward()
+    assert log.ops.count("stack") == 1 and "clone" not in log.ops  # permuting first adds a contiguous clone
+    assert torch.equal(x.grad, torch.arange(1.0, parts + 1, dtype=torch.float64).repeat_interleave(12).expand(2, 5, -1))

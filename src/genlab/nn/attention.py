@@ -31,6 +31,17 @@ def attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     return F.scaled_dot_product_attention(q, k, v)
 
 
+def split_heads(x: Tensor, parts: int, heads: int) -> tuple[Tensor, ...]:
+    """(B, N, parts * D) projections, e.g. qkv, as ``parts`` (B, heads, N, D / heads) tensors.
+
+    Unbinding before the head transpose lets backward stack their gradients straight into the
+    projection's (B, N, parts, heads, D / heads) layout: one copy, where permuting first takes a
+    stack and a second, contiguous copy.
+    """
+    b, n, width = x.shape
+    return tuple(t.transpose(1, 2) for t in x.view(b, n, parts, heads, width // (parts * heads)).unbind(2))
+
+
 def num_groups(channels: int, max_groups: int = 32) -> int:
     """The largest group count <= ``max_groups`` that divides ``channels`` (GroupNorm)."""
     g = max(1, min(max_groups, channels))
@@ -65,7 +76,6 @@ class SelfAttention2d(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         b, c, h, w = x.shape
         tokens = self.norm(x).permute(0, 2, 3, 1).reshape(b, h * w, c)
-        qkv = self.qkv(tokens).view(b, h * w, 3, self.heads, c // self.heads)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4)
+        q, k, v = split_heads(self.qkv(tokens), 3, self.heads)
         out = attention(q, k, v).transpose(1, 2).reshape(b, h * w, c)
         return x + self.proj(out).view(b, h, w, c).permute(0, 3, 1, 2)

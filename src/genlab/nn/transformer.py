@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genlab.errors import UserError
-from genlab.nn.attention import attention
+from genlab.nn.attention import attention, split_heads
 
 LN_EPS = 1e-6
 
@@ -38,11 +38,11 @@ class Attention(nn.Module):
         b, n, d = x.shape
         heads = self.num_heads
         if first is None:
-            q, k, v = self.qkv(x).view(b, n, 3, heads, d // heads).permute(2, 0, 3, 1, 4)
+            q, k, v = split_heads(self.qkv(x), 3, heads)
         else:  # the rows of qkv: queries, then keys and values
             bias_q, bias_kv = (None, None) if self.qkv.bias is None else (self.qkv.bias[:d], self.qkv.bias[d:])
-            q = F.linear(x[:, :first], self.qkv.weight[:d], bias_q).view(b, first, heads, d // heads).transpose(1, 2)
-            k, v = F.linear(x, self.qkv.weight[d:], bias_kv).view(b, n, 2, heads, d // heads).permute(2, 0, 3, 1, 4)
+            (q,) = split_heads(F.linear(x[:, :first], self.qkv.weight[:d], bias_q), 1, heads)
+            k, v = split_heads(F.linear(x, self.qkv.weight[d:], bias_kv), 2, heads)
             n = first
         return self.proj(attention(q, k, v).transpose(1, 2).reshape(b, n, d))
 
