@@ -98,6 +98,15 @@ def test_position_embeddings_are_resampled_to_other_grids():
         assert torch.equal(vit.pos_embed[:, 0], state["pos_embed"][:, 0])  # the class token's row is kept
         h, w = (size, size) if isinstance(size, int) else size
         assert torch.isfinite(vit(torch.randn(2, 1, h, w))).all()
+    wide = ViT(**{**config, "img_size": (28, 36)})
+    wide.load_state_dict(state)
+    back = ViT(**{**config, "img_size": 32})
+    back.load_state_dict(wide.state_dict(), grid=(7, 9))  # from a non-square grid, given its shape
+    assert back.pos_embed.shape == (1, 65, 64)
+    for grid, message in ((None, r"63 patches are not a square grid; pass the checkpoint's grid"),
+                          ((9, 9), r"grid=\(9, 9\) holds 81 patches, the checkpoint 63")):
+        with pytest.raises(UserError, match=r"pos_embed: checkpoint shape \(1, 64, 64\) vs model \(1, 65, 64\): " + message):
+            back.load_state_dict(wide.state_dict(), grid=grid)
     same = resize_pos_embed(state["pos_embed"], (7, 7), 1)
     assert same is state["pos_embed"]
     # A field linear in the column index stays linear in the interior after bicubic upsampling.
@@ -115,6 +124,11 @@ def test_a_mismatched_checkpoint_names_the_key_and_both_shapes():
     wide = ViT(**{**config, "embed_dim": 32, "num_heads": 2})
     with pytest.raises(UserError, match=r"pos_embed: checkpoint shape \(1, 50, 64\)"):
         wide.load_state_dict(state)
+    pooled = ViT(**{**config, "class_token": False, "global_pool": "avg"})
+    with pytest.raises(UserError, match=r"cls_token: the checkpoint has class token, the model was built with class_token=False"):
+        pooled.load_state_dict(state)
+    with pytest.raises(UserError, match=r"cls_token: the checkpoint has no class token, the model was built with class_token=True"):
+        vit.load_state_dict(pooled.state_dict())
 
 
 def test_layer_ids_for_layer_wise_decay():

@@ -11,6 +11,7 @@ size resamples the position embedding (bicubic, any grid).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -150,16 +151,27 @@ class ViT(Classifier):
             return int(name.split(".")[1]) + 1
         return self.num_layers()
 
-    def load_state_dict(self, state_dict: dict[str, Tensor], strict: bool = True, assign: bool = False):
+    def load_state_dict(self, state_dict: dict[str, Tensor], strict: bool = True, assign: bool = False,
+                        grid: tuple[int, int] | None = None):
         """timm / genlab / MAE-encoder state dicts; the position embedding is resampled to this
-        model's grid; any other shape mismatch is an error naming the key and both shapes."""
+        model's grid from the checkpoint's ``grid`` of patches (rows, columns; needed only where it
+        is not square); any other shape mismatch is an error naming the key and both shapes."""
         state = dict(state_dict)
+        if strict and ("cls_token" in state) != (self.cls_token is not None):
+            raise UserError(f"cls_token: the checkpoint {'has' if 'cls_token' in state else 'has no'} class token, "
+                            f"the model was built with class_token={self.config.class_token}")
         pos = state.get("pos_embed")
         if pos is not None and pos.shape != self.pos_embed.shape:
+            mismatch = f"pos_embed: checkpoint shape {tuple(pos.shape)} vs model {tuple(self.pos_embed.shape)}"
             if pos.shape[-1] != self.pos_embed.shape[-1]:
-                raise UserError(f"pos_embed: checkpoint shape {tuple(pos.shape)} vs model {tuple(self.pos_embed.shape)} "
-                                "(different embed_dim)")
-            state["pos_embed"] = resize_pos_embed(pos, self.patch_embed.grid_size, self.num_prefix_tokens)
+                raise UserError(f"{mismatch} (different embed_dim)")
+            patches = pos.shape[1] - self.num_prefix_tokens
+            if grid is not None and math.prod(grid) != patches:
+                raise UserError(f"{mismatch}: grid={tuple(grid)} holds {math.prod(grid)} patches, the checkpoint {patches}")
+            if grid is None and math.isqrt(patches) ** 2 != patches:
+                raise UserError(f"{mismatch}: {patches} patches are not a square grid; pass the checkpoint's grid=(rows, "
+                                "columns)")
+            state["pos_embed"] = resize_pos_embed(pos, self.patch_embed.grid_size, self.num_prefix_tokens, grid)
         own = self.state_dict()
         for key, value in state.items():
             if key in own and tuple(own[key].shape) != tuple(value.shape):
