@@ -7,7 +7,8 @@ import torch
 
 from genlab.cli import main
 from genlab.errors import UserError
-from genlab.train.probe import parse_labels
+import genlab
+from genlab.train.probe import RECIPE, finetune_model, parse_labels
 from genlab.vision.probes import LinearProbeSettings, accuracy, knn_predict, label_subset, linear_probe
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -77,3 +78,17 @@ def test_probe_errors(mae_run, tmp_path, capsys):
                  "num_samples=4", "--no-progress", "--out", str(run)]) == 0
     assert main(["eval", str(run), "--probe", "knn"]) == 2
     assert "a probe needs a model with an encoder; 'edm' can: sample, log_prob" in capsys.readouterr().err
+
+
+def test_every_network_fine_tunes_with_the_same_recipe():
+    vit = genlab.create("vit", data_shape=(1, 8, 8), num_classes=10, patch_size=2, embed_dim=16, depth=1, num_heads=2,
+                        mixup=0.4, label_smoothing=0.0, crop_pad=0)
+    mae = genlab.create("mae", data_shape=(1, 8, 8), patch_size=2, embed_dim=16, depth=1, num_heads=2,
+                        decoder_embed_dim=8, decoder_depth=1, decoder_num_heads=2)
+    resnet = genlab.create("resnet", data_shape=(1, 8, 8), num_classes=3, widths=(4,), depths=(1,), crop_pad=3)
+    for model in (vit, mae, resnet):
+        net = finetune_model(model, 10)
+        assert {k: getattr(net.config, k) for k in RECIPE} == dict(layer_decay=0.75, label_smoothing=0.1, crop_pad=2,
+                                                                   mixup=0.0)
+        assert net.config.num_classes == 10
+    assert vit.config.mixup == 0.4 and resnet.config.crop_pad == 3  # the runs' own models are left alone

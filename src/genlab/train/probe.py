@@ -2,8 +2,8 @@
 
 The linear probe and k-NN classify frozen ``encode`` features (``genlab.vision.probes``);
 fine-tuning trains the whole network through the trainer with layer-wise lr decay 0.75 (MAE's
-recipe: AdamW, weight decay 0.05, label smoothing 0.1, random crops; an MAE becomes a ViT with
-average pooling first). ``--labels`` keeps a class-stratified share of the training labels.
+recipe: AdamW, weight decay 0.05, label smoothing 0.1, random crops, no mixup, for every network;
+an MAE becomes a ViT with average pooling first). ``--labels`` keeps a class-stratified share of the training labels.
 Results are merged into the run's ``metrics.json`` under ``"probe"``.
 """
 
@@ -32,6 +32,7 @@ from genlab.vision.probes import KNN_K, KNN_TEMPERATURE, LinearProbeSettings, ac
 PROBES = ("linear", "knn", "finetune")
 LAYER_DECAY = 0.75
 FINETUNE_EPOCHS, FINETUNE_BATCH, FINETUNE_LR, FINETUNE_WEIGHT_DECAY = 30, 128, 1e-3, 0.05
+RECIPE = dict(layer_decay=LAYER_DECAY, label_smoothing=0.1, crop_pad=2, mixup=0.0)  # every fine-tuned network's
 
 
 def parse_labels(text: str | None) -> float:
@@ -49,14 +50,14 @@ def parse_labels(text: str | None) -> float:
 
 
 def finetune_model(model: Model, num_classes: int) -> Classifier:
-    """The network to fine-tune for ``num_classes``: a copy of a classifier (its head replaced when
-    the classes differ), or a ViT made from an MAE encoder."""
+    """The network to fine-tune for ``num_classes`` with the :data:`RECIPE`'s options: a copy of a classifier
+    (its head replaced when the classes differ; its own training options replaced), or a ViT made from an
+    MAE encoder."""
     if isinstance(model, MAE):
-        return model.to_vit(num_classes=num_classes, global_pool="avg", layer_decay=LAYER_DECAY,
-                            label_smoothing=0.1, crop_pad=2)
+        return model.to_vit(num_classes=num_classes, global_pool="avg", **RECIPE)
     if isinstance(model, Classifier):
         out = with_head(copy.deepcopy(model), num_classes)
-        out.config = dataclasses.replace(out.config, layer_decay=LAYER_DECAY)
+        out.config = dataclasses.replace(out.config, **RECIPE)
         return out
     raise UserError(f"fine-tuning needs a vit, resnet or mae run; {model.name!r} is a {type(model).__name__}")
 
