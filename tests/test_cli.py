@@ -128,6 +128,7 @@ def test_console_script_lists_models_capabilities_and_data():
     assert "mnist5k" in out and "grid25" in out
     assert re.search(r"^  vae .*\[sample, log_prob, encode\]$", out, re.M)
     assert re.search(r"^  edm .*\[sample, log_prob\]$", out, re.M)
+    assert all(re.search(rf"^  {name} .*\[encode\]$", out, re.M) for name in ("vit", "resnet", "mae"))
 
 
 def test_vector_data_of_any_dimension(tmp_path, capsys):

@@ -1,6 +1,7 @@
 """Supervised classification (vit, resnet): augmentations, targets, training to accuracy, errors."""
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -10,6 +11,7 @@ from genlab.cli import main
 from genlab.errors import UserError
 from genlab.nn.random import RowRandom
 from genlab.vision.classifier import mixup, random_crop
+from resume import assert_same_checkpoints
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -33,10 +35,12 @@ def test_random_crop_shifts_each_image_and_is_split_invariant():
 
 
 def test_mixup_pairs_rows_with_beta_weights_and_soft_targets():
-    x = torch.randn(4000, 1, 2, 2)
+    x = torch.randn(4000, 1, 2, 2, generator=torch.Generator().manual_seed(0))
     y = torch.nn.functional.one_hot(torch.arange(4000) % 3, 3).float()
     mixed, target = mixup(x, y, 0.4, _rows(0, 4000))
-    lam = (mixed[0::2] - x[1::2]).flatten(1)[:, 0] / (x[0::2] - x[1::2]).flatten(1)[:, 0]
+    diff = (x[0::2] - x[1::2]).flatten(1)
+    col = diff.abs().argmax(1, keepdim=True)  # each pair's best-conditioned pixel recovers its lambda
+    lam = ((mixed[0::2] - x[1::2]).flatten(1).gather(1, col) / diff.gather(1, col)).squeeze(1)
     assert torch.allclose(target.sum(1), torch.ones(4000))
     assert lam.min() >= -1e-4 and lam.max() <= 1 + 1e-4
     assert abs(float(lam.mean()) - 0.5) < 0.03  # Beta(0.4, 0.4): mean 1/2, variance 1 / (4 (2a + 1)) = 0.139
@@ -61,11 +65,16 @@ def test_label_smoothing_targets_and_loss():
     ("vit", ["--lr", "3e-3", "patch_size=2", "embed_dim=32", "depth=2", "num_heads=2", "mixup=0.2", "label_smoothing=0.1"], 0.85),
     ("resnet", ["--lr", "1e-2", "widths=8,16", "depths=1,1", "crop_pad=1"], 0.95),
 ])
-def test_supervised_training_reaches_accuracy_and_saves(name, options, floor, tmp_path):
+def test_supervised_training_reaches_accuracy_saves_and_resumes_exactly(name, options, floor, tmp_path):
     out = tmp_path / name
-    argv = ["train", name, "--data", "digits", "--steps", "300", "--batch-size", "64", "warmup=20",
-            "eval_examples=0", "--no-progress", "--out", str(out), *options]
-    assert main(argv) == 0
+    argv = ["train", name, "--data", "digits", "--steps", "300", "--batch-size", "64", "warmup=20", "ckpt_every=150",
+            "eval_examples=0", "--no-progress", *options]
+    assert main([*argv, "--out", str(out)]) == 0
+    # Resume from the step-150 checkpoint (as after a crash), augmentations' draws included: bitwise the same.
+    shutil.copytree(out, tmp_path / "resumed")
+    shutil.rmtree(tmp_path / "resumed/checkpoints/step_300")
+    assert main([*argv, "--out", str(tmp_path / "resumed"), "--resume"]) == 0
+    assert_same_checkpoints(out, tmp_path / "resumed", 300)
     metrics = json.loads((out / "metrics.json").read_text())
     print(name, metrics["test_accuracy"])
     assert metrics["test_accuracy"] > floor and metrics["test_examples"] == 180
