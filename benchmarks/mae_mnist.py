@@ -61,10 +61,14 @@ def _key(kind: str, share: float) -> str:
 
 
 def probes(model: genlab.Model, splits: Splits) -> dict[str, float]:
+    """Linear-probe and k-NN test accuracy of ``model.encode`` features, with each share of the labels."""
+    return feature_probes(extract(model, splits.train.x), extract(model, splits.test.x), splits)
+
+
+def feature_probes(all_f: torch.Tensor, test_f: torch.Tensor, splits: Splits) -> dict[str, float]:
+    """Linear-probe and k-NN test accuracy of frozen features of the training and test splits."""
     train, test = splits.train, splits.test
     out = {}
-    test_f = extract(model, test.x)
-    all_f = extract(model, train.x)
     for share in SHARES:
         idx = label_subset(train.y, share, SEED)
         f, y = all_f[idx], train.y[idx]
