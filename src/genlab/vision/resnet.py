@@ -3,7 +3,8 @@
 A 3x3 stem at full resolution (no max-pool: small images), stages of BasicBlocks (two 3x3 convs,
 BatchNorm, identity or 1x1-projection shortcut), stride 2 at the start of each stage after the
 first, global average pooling and a linear head. Names follow torchvision / timm (``conv1``,
-``bn1``, ``layer1.0.conv1`` ..., ``fc``). BatchNorm statistics are per process under torchrun.
+``bn1``, ``layer1.0.conv1`` ..., ``fc``). BatchNorm statistics cover the global batch under torchrun
+(:class:`genlab.nn.batch_norm.GlobalBatchNorm2d`), so N processes train what one process trains.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from torch import Tensor, nn
 
 from genlab.errors import UserError
 from genlab.model import register_model
+from genlab.nn.batch_norm import GlobalBatchNorm2d
 from genlab.vision.classifier import Classifier, ClassifierConfig
 
 
@@ -36,13 +38,13 @@ class BasicBlock(nn.Module):
     def __init__(self, cin: int, cout: int, stride: int) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
+        self.bn1 = GlobalBatchNorm2d(cout)
         self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
+        self.bn2 = GlobalBatchNorm2d(cout)
         nn.init.zeros_(self.bn2.weight)  # each residual branch starts as zero (Goyal et al. 2017)
         self.downsample = None
         if stride != 1 or cin != cout:
-            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), GlobalBatchNorm2d(cout))
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
@@ -60,7 +62,7 @@ class ResNet(Classifier):
         c = config.data_shape[0]
         w0 = config.widths[0]
         self.conv1 = nn.Conv2d(c, w0, 3, 1, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(w0)
+        self.bn1 = GlobalBatchNorm2d(w0)
         cin = w0
         for i, (w, n) in enumerate(zip(config.widths, config.depths)):
             blocks = [BasicBlock(cin if j == 0 else w, w, 2 if (i > 0 and j == 0) else 1) for j in range(n)]

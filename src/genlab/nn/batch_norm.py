@@ -1,0 +1,44 @@
+"""BatchNorm over the global batch: under torchrun N processes normalise as one process holding it all.
+
+``nn.BatchNorm2d`` normalises each process's share of the batch with that share's statistics, so a
+data-parallel run trains a different model from a one-process run of the same global batch.
+``nn.SyncBatchNorm`` fixes that on GPUs only. :class:`GlobalBatchNorm2d` computes the
+per-channel mean and (biased) variance of the whole batch on any device: the sums are
+all-reduced with autograd (``torch.distributed.nn``), so their gradients are summed across
+processes too, as the one-process gradient of the batch statistics requires. The mean is
+reduced first and then the squared deviations from it (two passes, as ``nn.BatchNorm2d``
+computes them, not E[x^2] - E[x]^2). With one process, or outside training, it is
+``nn.BatchNorm2d`` itself. Same parameters and buffers, so state dicts are unchanged.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+
+def _world() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+class GlobalBatchNorm2d(nn.BatchNorm2d):
+    """``nn.BatchNorm2d`` whose training statistics cover the batch of every process."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not (self.training and self.track_running_stats and _world() > 1):
+            return super().forward(x)
+        from torch.distributed.nn.functional import all_reduce
+
+        dims = (0, 2, 3)
+        count = all_reduce(x.new_tensor([x.numel() / x.shape[1]]))
+        mean = all_reduce(x.sum(dims)) / count  # mu_B over the global batch
+        centred = x - mean[:, None, None]
+        var = all_reduce(centred.square().sum(dims)) / count  # sigma_B^2, biased, as used to normalise
+        with torch.no_grad():
+            self.num_batches_tracked.add_(1)
+            momentum = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+            self.running_mean.lerp_(mean.detach(), momentum)
+            self.running_var.lerp_(var.detach() * count / (count - 1), momentum)  # unbiased, as nn.BatchNorm2d
+        out = centred * torch.rsqrt(var + self.eps)[:, None, None]
+        return out * self.weight[:, None, None] + self.bias[:, None, None] if self.affine else out
