@@ -105,6 +105,14 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--no-register", action="store_true", help="do not make it the default extractor for this data")
     ft.add_argument("--no-progress", action="store_true")
 
+    x = sub.add_parser("export", help="write a vit or mae run's network as a plain ViT (genlab and timm weights)",
+                       description="Write DIR: a saved vit model (config.json + model.safetensors) and timm.safetensors "
+                                   "(timm VisionTransformer keys; its keyword arguments in the metadata). An mae run "
+                                   "exports its encoder, without a head.")
+    x.add_argument("path", help="run folder (runs/NAME) or saved model folder")
+    x.add_argument("--out", required=True, help="folder to write (replaced atomically if it exists)")
+    x.add_argument("--global-pool", help="avg | token: pooling of an mae's encoder (default avg)")
+
     sub.add_parser("list", help="list models and data sets")
     return p
 
@@ -250,6 +258,16 @@ def cmd_features(args: argparse.Namespace) -> None:
     print(f"wrote {out}: test accuracy {acc:.4f} on {len(test)} examples{where}")
 
 
+def cmd_export(args: argparse.Namespace) -> None:
+    from genlab.train.run import load_run_model
+    from genlab.vision.export import export_vit
+
+    vit = export_vit(load_run_model(args.path), args.out, args.global_pool)
+    cfg = vit.config
+    print(f"wrote {args.out}: vit {cfg.embed_dim} x {cfg.depth}, patch {cfg.patch_size}, {cfg.global_pool} pooling, "
+          f"{cfg.num_classes or 'no'} classes; model.safetensors (genlab) and timm.safetensors (timm keys + config)")
+
+
 def cmd_list(args: argparse.Namespace) -> None:
     from genlab.data import DATASETS
     from genlab.registry import MODELS
@@ -275,7 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         import genlab  # noqa: F401  (registers every model family)
 
         commands = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "features": cmd_features,
-                    "list": cmd_list}
+                    "export": cmd_export, "list": cmd_list}
         commands[args.command](args)
     except UserError as e:
         if os.environ.get("RANK", "0") == "0":  # under torchrun every rank fails alike: rank 0 says why

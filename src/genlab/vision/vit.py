@@ -74,6 +74,16 @@ def config_from_timm(**kw: Any) -> ViTConfig:
     return cfg
 
 
+def timm_kwargs(config: ViTConfig) -> dict[str, Any]:
+    """timm ``VisionTransformer`` keyword arguments for ``config`` (the inverse of :func:`config_from_timm`).
+    A fixed sin-cos position embedding becomes timm's learned one holding the same values."""
+    c, h, w = config.data_shape
+    return dict(img_size=h if h == w else [h, w], patch_size=config.patch_size, in_chans=c,
+                num_classes=config.num_classes, embed_dim=config.embed_dim, depth=config.depth,
+                num_heads=config.num_heads, mlp_ratio=config.mlp_ratio, global_pool=config.global_pool,
+                class_token=config.class_token, qkv_bias=config.qkv_bias)
+
+
 @register_model("vit", help="Vision Transformer classifier (timm-compatible weights); top-1 accuracy")
 class ViT(Classifier):
     """ViT backbone + linear head; ``forward_features`` returns all tokens after the final norm."""
