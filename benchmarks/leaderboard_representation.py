@@ -93,8 +93,9 @@ def main() -> None:
              + "; ".join(f"{n} {', '.join(f'{k}={v}' for k, v in o.items())}" for n, o in OVERRIDES.items()) + ".",
              "- Probes on the frozen `encode` features of all training and test digits: linear = BatchNorm without "
              f"affine + linear layer; k-NN = cosine, k = {KNN_K}, T = {KNN_TEMPERATURE}; label shares "
-             "class-stratified (seed 0). *labels in training*: whether the model itself was trained on the labels "
-             "(then its 10% columns are not a label-efficiency result); *own classifier*: its head's test accuracy. "
+             f"class-stratified (seed {SEED}). *labels in training*: whether the model itself was trained on the labels "
+             f"(then its {min(SHARES):.0%} columns are not a label-efficiency result); *own classifier*: its head's test "
+             "accuracy. "
              "Sorted by the linear probe with all labels.", "",
              "| model | family | labels in training | params | train s | steps | feature dim | "
              + " | ".join(c.replace("knn", "k-NN") for c in cols) + " | own classifier |",
