@@ -18,10 +18,11 @@ def one_process_group(tmp_path, monkeypatch):
     dist.destroy_process_group()
 
 
-@pytest.mark.parametrize("momentum", [0.1, None])
-def test_global_statistics_equal_batch_norm_with_gradients_and_running_stats(one_process_group, momentum):
+@pytest.mark.parametrize("momentum,track", [(0.1, True), (None, True), (0.1, False)])
+def test_global_statistics_equal_batch_norm_with_gradients_and_running_stats(one_process_group, momentum, track):
     g = torch.Generator().manual_seed(0)
-    ours, ref = GlobalBatchNorm2d(3, momentum=momentum).double(), torch.nn.BatchNorm2d(3, momentum=momentum).double()
+    ours, ref = (cls(3, momentum=momentum, track_running_stats=track).double()
+                 for cls in (GlobalBatchNorm2d, torch.nn.BatchNorm2d))
     with torch.no_grad():
         for m in (ours, ref):
             m.weight.copy_(torch.tensor([0.5, 1.5, -1.0]))
@@ -35,7 +36,10 @@ def test_global_statistics_equal_batch_norm_with_gradients_and_running_stats(one
         ref_grads = torch.autograd.grad((expected * w).sum(), (x, ref.weight, ref.bias))
         assert all(torch.allclose(a, b, atol=1e-10) for a, b in zip(grads, ref_grads))
     for name in ("running_mean", "running_var", "num_batches_tracked"):
-        assert torch.allclose(getattr(ours, name), getattr(ref, name), atol=1e-12), name
+        if track:
+            assert torch.allclose(getattr(ours, name), getattr(ref, name), atol=1e-12), name
+        else:
+            assert getattr(ours, name) is None and getattr(ref, name) is None
     ours.eval()
     assert torch.allclose(ours(x), ref.eval()(x), atol=1e-12)
 

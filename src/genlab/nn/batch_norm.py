@@ -26,7 +26,7 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
     """``nn.BatchNorm2d`` whose training statistics cover the batch of every process."""
 
     def forward(self, x: Tensor) -> Tensor:
-        if not (self.training and self.track_running_stats and _world() > 1):
+        if not (self.training and _world() > 1):
             return super().forward(x)
         from torch.distributed.nn.functional import all_reduce
 
@@ -35,10 +35,14 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
         mean = all_reduce(x.sum(dims)) / count  # mu_B over the global batch
         centred = x - mean[:, None, None]
         var = all_reduce(centred.square().sum(dims)) / count  # sigma_B^2, biased, as used to normalise
-        with torch.no_grad():
-            self.num_batches_tracked.add_(1)
-            momentum = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
-            self.running_mean.lerp_(mean.detach(), momentum)
-            self.running_var.lerp_(var.detach() * count / (count - 1), momentum)  # unbiased, as nn.BatchNorm2d
+        if self.track_running_stats:
+            self._track(mean.detach(), var.detach() * count / (count - 1))  # unbiased, as nn.BatchNorm2d
         out = centred * torch.rsqrt(var + self.eps)[:, None, None]
         return out * self.weight[:, None, None] + self.bias[:, None, None] if self.affine else out
+
+    @torch.no_grad()
+    def _track(self, mean: Tensor, unbiased_var: Tensor) -> None:
+        self.num_batches_tracked.add_(1)
+        momentum = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+        self.running_mean.lerp_(mean, momentum)
+        self.running_var.lerp_(unbiased_var, momentum)

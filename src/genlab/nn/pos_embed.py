@@ -36,8 +36,10 @@ def resize_pos_embed(pos: Tensor, new_grid: tuple[int, int], prefix_tokens: int,
     if old_grid is None:
         side = math.isqrt(n)
         if side * side != n:
-            raise UserError(f"position embedding of {n} patches is not a square grid; pass its grid size")
+            raise UserError(f"{n} patches are not a square grid; pass the checkpoint's grid=(rows, columns)")
         old_grid = (side, side)
+    elif math.prod(old_grid) != n:
+        raise UserError(f"grid={tuple(old_grid)} holds {math.prod(old_grid)} patches, the checkpoint {n}")
     if tuple(old_grid) == tuple(new_grid):
         return pos
     prefix, grid = pos[:, :prefix_tokens], pos[:, prefix_tokens:]

@@ -3,8 +3,8 @@
 The linear probe and k-NN classify frozen ``encode`` features (``genlab.vision.probes``);
 fine-tuning trains the whole network through the trainer with layer-wise lr decay 0.75 (MAE's
 recipe: AdamW, weight decay 0.05, label smoothing 0.1, random crops, no mixup, for every network;
-an MAE becomes a ViT with average pooling first). ``--labels`` keeps a class-stratified share of the training labels.
-Results are merged into the run's ``metrics.json`` under ``"probe"``.
+an MAE becomes a ViT with average pooling first). ``--labels`` keeps a class-stratified share of
+the training labels. Results are merged into the run's ``metrics.json`` under ``"probe"``.
 """
 
 from __future__ import annotations

@@ -11,7 +11,6 @@ size resamples the position embedding (bicubic, any grid).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -175,13 +174,10 @@ class ViT(Classifier):
             mismatch = f"pos_embed: checkpoint shape {tuple(pos.shape)} vs model {tuple(self.pos_embed.shape)}"
             if pos.shape[-1] != self.pos_embed.shape[-1]:
                 raise UserError(f"{mismatch} (different embed_dim)")
-            patches = pos.shape[1] - self.num_prefix_tokens
-            if grid is not None and math.prod(grid) != patches:
-                raise UserError(f"{mismatch}: grid={tuple(grid)} holds {math.prod(grid)} patches, the checkpoint {patches}")
-            if grid is None and math.isqrt(patches) ** 2 != patches:
-                raise UserError(f"{mismatch}: {patches} patches are not a square grid; pass the checkpoint's grid=(rows, "
-                                "columns)")
-            state["pos_embed"] = resize_pos_embed(pos, self.patch_embed.grid_size, self.num_prefix_tokens, grid)
+            try:
+                state["pos_embed"] = resize_pos_embed(pos, self.patch_embed.grid_size, self.num_prefix_tokens, grid)
+            except UserError as e:  # the grid does not fit the checkpoint: say which tensor and shapes
+                raise UserError(f"{mismatch}: {e}") from None
         own = self.state_dict()
         for key, value in state.items():
             if key in own and tuple(own[key].shape) != tuple(value.shape):
