@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--image-size", type=_positive_int, help="resize images to N x N")
     t.add_argument("--out", help="run folder (default runs/MODEL)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
+    t.add_argument("--init", metavar="SOURCE", help="start from trained weights (and their architecture): a run "
+                   "folder, a saved model folder (genlab export's) or a .safetensors file of the model's keys")
     t.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CPU and CUDA)")
     t.add_argument("--fp16", action="store_true", help="float16 autocast with a gradient scaler (CUDA)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -136,7 +138,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         if getattr(args, flag):
             overrides[flag] = True
     out = Path(args.out or f"runs/{args.model}")
-    trainer = start_run(args.model, args.data, out, overrides, image_size=args.image_size, resume=args.resume)
+    trainer = start_run(args.model, args.data, out, overrides, image_size=args.image_size, resume=args.resume,
+                        init=args.init)
     if args.no_progress:
         trainer.show_progress = False
     if trainer.main:
@@ -161,7 +164,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
     import torch
 
     from genlab.report.grid import class_columns, picture_problem, save_samples
-    from genlab.train.run import load_run_model
+    from genlab.train.saved import load_run_model
     from genlab.train.trainer import resolve_device
 
     out = Path(args.out)
@@ -259,7 +262,7 @@ def cmd_features(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from genlab.train.run import load_run_model
+    from genlab.train.saved import load_run_model
     from genlab.vision.export import export_vit
 
     vit = export_vit(load_run_model(args.path), args.out, args.global_pool)

@@ -7,7 +7,9 @@ A model is an ``nn.Module`` built from a config dataclass. It owns its mathemati
 Optional hooks cover what families need from training without touching the trainer:
 ``init_from_data`` (ActNorm, k-means codebooks), ``after_update`` (weight clipping, clamps, code
 restarts), ``ema_modules`` (a GAN's generator), ``augment`` (seeded batch transforms) and
-``eval_step`` (the family's own test metrics). The trainer owns every mechanic.
+``eval_step`` (the family's own test metrics). ``warm_start_source`` / ``load_warm_start`` say
+what a new run may start from and how those weights go in (``genlab train --init``). The trainer
+owns every mechanic.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from genlab.config import apply_overrides, to_dict
 from genlab.errors import UserError
 from genlab.nn.random import RowRandom
 from genlab.registry import MODELS
-from genlab.weights import load_weights, save_weights
+from genlab.weights import load_state, load_weights, save_weights
 
 CAPABILITIES = ("sample", "log_prob", "encode", "encode_text", "reconstruct")
 OPTIMIZERS = ("adamw", "adam", "rmsprop", "sgd")
@@ -221,6 +223,22 @@ class Model(nn.Module):
             g = ctx.random if isinstance(ctx.random, torch.Generator) else None
             out["log_prob"] = self.log_prob(batch["x"], generator=g)
         return out
+
+    # -- warm start (genlab train --init) -------------------------------------------------------
+    @classmethod
+    def warm_start_source(cls, source: Model) -> Model:
+        """The model of this class that a new run starts from, given a trained ``source``: ``source``
+        itself when it is one. A class that can start from another family overrides this."""
+        if not isinstance(source, cls):
+            raise UserError(f"a {registered_name(cls) or cls.__name__} run cannot start from a {source.name!r} "
+                            f"model ({type(source).__name__})")
+        return source
+
+    def load_warm_start(self, state: dict[str, Tensor], where: str, source: Model | None = None) -> list[str]:
+        """Load a trained ``state`` (from ``source`` when known) before training; returns the names of
+        the tensors that keep their initial values. Default: every tensor, shapes equal."""
+        load_state(self, state, where)
+        return []
 
     # -- capabilities ----------------------------------------------------------------------------
     @classmethod

@@ -24,7 +24,7 @@ from genlab.metrics.features import get_extractor
 from genlab.metrics.suite import check_metrics, default_metrics, evaluate_samples, save_memorization_pairs
 from genlab.model import Model
 from genlab.train.evaluate import evaluate
-from genlab.train.run import RUN_FILE, load_run_model
+from genlab.train.saved import RUN_FILE, load_run_model
 
 NLL = "nll"
 

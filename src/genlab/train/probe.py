@@ -23,7 +23,7 @@ from genlab.errors import UserError
 from genlab.model import Model
 from genlab.train.assess import merge_results, run_data
 from genlab.train.config import TrainConfig
-from genlab.train.run import load_run_model
+from genlab.train.saved import load_run_model
 from genlab.train.trainer import Trainer
 from genlab.vision.classifier import Classifier
 from genlab.vision.mae import MAE
@@ -70,7 +70,7 @@ def with_head(model: Classifier, num_classes: int) -> Classifier:
     if model.config.num_classes == num_classes:
         return model
     fresh = create(model.name, **{**dataclasses.asdict(model.config), "num_classes": num_classes})
-    state = {k: v for k, v in unique_state_dict(model).items() if not k.startswith(("head.", "fc."))}
+    state = {k: v for k, v in unique_state_dict(model).items() if not k.startswith(model.head_name + ".")}
     fresh.load_state_dict(state, strict=False)
     return fresh
 

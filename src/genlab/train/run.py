@@ -1,8 +1,7 @@
 """A training run on disk: ``runs/<name>/`` with its resolved config, checkpoints and outputs.
 
-``start_run`` validates everything (data, model, settings) before it writes a single file, so a
-bad option never leaves a half-made run behind; ``load_run_model`` rebuilds a run's EMA model
-for sampling and evaluation.
+``start_run`` validates everything (data, model, settings, ``--init`` weights) before it writes a
+single file, so a bad option never leaves a half-made run behind.
 
 Resuming keeps the run's data and model. ``steps`` stays the run's total target (a larger value
 extends it); a time budget given on resume is this invocation's: it is added to the time the run
@@ -13,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,17 +22,17 @@ from genlab.atomic import write_text_atomic
 from genlab.config import apply_overrides, field_types, to_dict
 from genlab.data import load_dataset
 from genlab.errors import UserError
-from genlab.model import Model, config_fields, create
+from genlab.model import config_fields, create
 from genlab.train.checkpoint import latest_checkpoint
 from genlab.train.config import TrainConfig
 from genlab.train.distributed import world_from_env
 from genlab.train.precision import native_bf16
+from genlab.train.saved import RUN_FILE
 from genlab.train.trainer import Trainer
-from genlab.weights import load_weights
+from genlab.train.warm_start import architecture, read_init
 
 DEFAULT_DATA = "mnist5k"
 
-RUN_FILE = "config.json"
 
 
 def split_overrides(model: str, overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -69,13 +69,19 @@ def start_run(
     *,
     image_size: int | None = None,
     resume: bool = False,
+    init: str | Path | None = None,
 ) -> Trainer:
     """Build (or reload, with ``resume``) a run's model, data and trainer; writes only ``config.json``.
 
-    ``data`` None means the run's data on resume and ``mnist5k`` otherwise.
+    ``data`` None means the run's data on resume and ``mnist5k`` otherwise. ``init`` starts a new run
+    from trained weights (``genlab.train.warm_start``).
     """
     out = Path(out)
     run_file = out / RUN_FILE
+    if resume and init is not None:
+        raise UserError("--init starts a new run from trained weights; a resumed run continues from its own "
+                        "checkpoint: leave out one of --init and --resume")
+    fresh: list[str] = []
     if resume:
         if not run_file.is_file():
             raise UserError(f"no run to resume in {str(out)!r} (missing {RUN_FILE}); train without --resume first")
@@ -111,40 +117,28 @@ def start_run(
         to_model, to_train = split_overrides(model_name, overrides)
         train_cfg = apply_overrides(TrainConfig(), to_train)
         splits = load_dataset(data, image_size=image_size)
+        source, state = read_init(init, model_name) if init is not None else (None, {})
         torch.manual_seed(train_cfg.seed)
-        model = create(model_name, data=splits, **to_model)
+        model = create(model_name, data=splits, **{**architecture(source, model_name), **to_model})
+        if init is not None:
+            fresh = model.load_warm_start(state, f"--init {str(init)!r}", source)
         record = {
             "model": model_name,
             "model_config": to_dict(model.config),
             "data": data,
             "image_size": image_size,
             "train": to_dict(train_cfg),
+            **({"init": str(init)} if init is not None else {}),
         }
-    trainer = Trainer(model, splits, train_cfg, out, world=world_from_env())
+    trainer = Trainer(model, splits, train_cfg, out, world=world_from_env(), pretrained=init is not None)
     record["train"] = to_dict(trainer.cfg)  # bf16=auto saved as what it chose, so a resume trains alike
     if trainer.main:
         out.mkdir(parents=True, exist_ok=True)
         write_text_atomic(run_file, json.dumps(record, indent=2))
+        if init is not None:
+            print(f"init: weights from {init}" + (f"; {', '.join(fresh)} start fresh" if fresh else ""),
+                  file=sys.stderr)
     return trainer
-
-
-def load_run_model(path: str | Path, device: str | torch.device = "cpu") -> Model:
-    """The EMA model of a run folder (its final ``model/`` or latest checkpoint) or a saved model folder."""
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"{str(path)!r} does not exist; pass a run folder (runs/NAME) or a saved model folder")
-    if (path / "model" / "config.json").is_file():
-        return Model.from_pretrained(path / "model", map_location=device)
-    if (path / "model.safetensors").is_file():
-        return Model.from_pretrained(path, map_location=device)
-    run_file = path / RUN_FILE
-    if run_file.is_file():
-        saved = json.loads(run_file.read_text())
-        ckpt = latest_checkpoint(path / "checkpoints")
-        model = create(saved["model"], **saved["model_config"])
-        load_weights(model, ckpt / "ema.safetensors")
-        return model.to(device).eval()
-    raise UserError(f"{str(path)!r} is neither a run folder nor a saved model (no config.json)")
 
 
 def describe(trainer: Trainer) -> str:

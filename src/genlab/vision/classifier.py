@@ -10,6 +10,7 @@ faces timm gives its models. Training is cross-entropy with optional label smoot
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -73,6 +74,7 @@ class Classifier(Model):
     """A backbone trained for classification; subclasses give the features and the head."""
 
     config_class = ClassifierConfig
+    head_name: ClassVar[str] = "head"  # the linear classifier's module, fresh when the classes change
 
     def forward_features(self, x: Tensor) -> Tensor:
         raise NotImplementedError
@@ -87,6 +89,14 @@ class Classifier(Model):
     def encode(self, x: Tensor) -> Tensor:
         """The pooled representation before the classifier head."""
         return self.forward_head(self.forward_features(x), pre_logits=True).float()
+
+    def load_warm_start(self, state: dict[str, Tensor], where: str, source: Model | None = None) -> list[str]:
+        """As :meth:`Model.load_warm_start`, but the head keeps its initial values where the checkpoint
+        has none (an exported encoder) or one for other classes, as timm's ``pretrained`` does."""
+        own, prefix = self.state_dict(), self.head_name + "."
+        fresh = [k for k in own if k.startswith(prefix) and (k not in state or state[k].shape != own[k].shape)]
+        kept = {k: v for k, v in state.items() if not k.startswith(prefix) or k not in fresh}
+        return super().load_warm_start({**kept, **{k: own[k] for k in fresh}}, where, source) + fresh
 
     def layer_id(self, name: str) -> int:
         """Depth of parameter ``name`` for layer-wise lr decay: 0 = input side ... num_layers() = head."""

@@ -56,6 +56,7 @@ class ResNet(Classifier):
     """ResNet backbone + linear head; ``forward_features`` returns the last feature map."""
 
     config_class = ResNetConfig
+    head_name = "fc"
 
     def __init__(self, config: ResNetConfig) -> None:
         super().__init__(config)

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from genlab.errors import UserError
-from genlab.model import register_model
+from genlab.model import Model, register_model
 from genlab.nn.patches import PatchEmbed, check_patch_grid
 from genlab.nn.pos_embed import resize_pos_embed, sincos_2d
 from genlab.nn.transformer import Block, init_transformer_weights, layer_norm
@@ -160,15 +160,28 @@ class ViT(Classifier):
             return int(name.split(".")[1]) + 1
         return self.num_layers()
 
-    def load_state_dict(self, state_dict: dict[str, Tensor], strict: bool = True, assign: bool = False,
-                        grid: tuple[int, int] | None = None):
-        """timm / genlab / MAE-encoder state dicts; the position embedding is resampled to this
-        model's grid from the checkpoint's ``grid`` of patches (rows, columns; needed only where it
-        is not square); any other shape mismatch is an error naming the key and both shapes."""
-        state = dict(state_dict)
-        if strict and ("cls_token" in state) != (self.cls_token is not None):
-            raise UserError(f"cls_token: the checkpoint {'has' if 'cls_token' in state else 'has no'} class token, "
-                            f"the model was built with class_token={self.config.class_token}")
+    @classmethod
+    def warm_start_source(cls, source: Model) -> Model:
+        """A ViT run starts from a ViT, or from an MAE's encoder pooled by average, as MAE fine-tunes."""
+        if not isinstance(source, ViT) and hasattr(source, "to_vit"):
+            return source.to_vit(num_classes=0, global_pool="avg")
+        return super().warm_start_source(source)
+
+    def load_warm_start(self, state: dict[str, Tensor], where: str, source: Model | None = None) -> list[str]:
+        """As :meth:`Classifier.load_warm_start`, the position embedding resampled to this model's
+        grid from the source's (square when the source is a bare file); a fixed sin-cos one is kept."""
+        state = dict(state)
+        if self.config.pos_embed == "sincos":  # fixed by this model's grid: keep it exact
+            state["pos_embed"] = self.pos_embed.detach()
+        grid = source.patch_embed.grid_size if isinstance(source, ViT) else None
+        try:
+            state = self._resized(state, grid)
+        except UserError as e:
+            raise UserError(f"{where}: {e}") from None
+        return super().load_warm_start(state, where, source)
+
+    def _resized(self, state: dict[str, Tensor], grid: tuple[int, int] | None) -> dict[str, Tensor]:
+        """``state`` with its ``pos_embed`` resampled to this model's grid from ``grid`` where the shapes differ."""
         pos = state.get("pos_embed")
         if pos is not None and pos.shape != self.pos_embed.shape:
             mismatch = f"pos_embed: checkpoint shape {tuple(pos.shape)} vs model {tuple(self.pos_embed.shape)}"
@@ -178,6 +191,18 @@ class ViT(Classifier):
                 state["pos_embed"] = resize_pos_embed(pos, self.patch_embed.grid_size, self.num_prefix_tokens, grid)
             except UserError as e:  # the grid does not fit the checkpoint: say which tensor and shapes
                 raise UserError(f"{mismatch}: {e}") from None
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Tensor], strict: bool = True, assign: bool = False,
+                        grid: tuple[int, int] | None = None):
+        """timm / genlab / MAE-encoder state dicts; the position embedding is resampled to this
+        model's grid from the checkpoint's ``grid`` of patches (rows, columns; needed only where it
+        is not square); any other shape mismatch is an error naming the key and both shapes."""
+        state = dict(state_dict)
+        if strict and ("cls_token" in state) != (self.cls_token is not None):
+            raise UserError(f"cls_token: the checkpoint {'has' if 'cls_token' in state else 'has no'} class token, "
+                            f"the model was built with class_token={self.config.class_token}")
+        state = self._resized(state, grid)
         own = self.state_dict()
         for key, value in state.items():
             if key in own and tuple(own[key].shape) != tuple(value.shape):

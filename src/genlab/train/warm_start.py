@@ -1,0 +1,55 @@
+"""``genlab train MODEL --init SOURCE``: a new run that starts from trained weights.
+
+SOURCE is a run folder, a saved model folder (``genlab export`` writes one) or a ``.safetensors``
+file of the model's own keys (timm's, for a ViT). From a folder the new model also takes its
+architecture: every option of the source's config that the model's config has, except those the
+data fixes (shape, classes, bins); options given on the command line win. The model's class says
+what it can start from (:meth:`Model.warm_start_source`: a ViT from an MAE's encoder too) and how
+the weights go in (:meth:`Model.load_warm_start`: a classifier's head starts fresh for other
+classes, a ViT's position embedding is resampled to another image size). The optimizer, the
+schedule and the step count start anew; data-dependent initialisation (ActNorm) is skipped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+from torch import Tensor
+
+from genlab.config import to_dict
+from genlab.errors import UserError
+from genlab.model import Model, ModelConfig, config_fields
+from genlab.registry import MODELS
+from genlab.train.saved import load_run_model
+from genlab.weights import unique_state_dict
+
+DATA_FIELDS = frozenset(f.name for f in dataclasses.fields(ModelConfig))  # the data set's, never inherited
+
+
+def read_init(path: str | Path, model_name: str) -> tuple[Model | None, dict[str, Tensor]]:
+    """The model a ``model_name`` run starts from (None for a bare file) and its weights."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        if not path.is_file():
+            raise UserError(f"--init {str(path)!r} does not exist")
+        try:
+            return None, load_file(str(path))
+        except (SafetensorError, OSError) as e:
+            raise UserError(f"--init {str(path)!r} is not a readable safetensors file ({e})") from None
+    if not path.exists():
+        raise UserError(f"--init {str(path)!r} does not exist; pass a run folder, a saved model folder or a "
+                        ".safetensors file")
+    source = MODELS.get(model_name)[0].warm_start_source(load_run_model(path))
+    return source, unique_state_dict(source)
+
+
+def architecture(source: Model | None, model_name: str) -> dict[str, Any]:
+    """The options of ``source``'s config that a ``model_name`` model inherits."""
+    if source is None:
+        return {}
+    own = config_fields(model_name)
+    return {k: v for k, v in to_dict(source.config).items() if k in own and k not in DATA_FIELDS}

@@ -1,0 +1,89 @@
+"""genlab train --init: a new run from trained weights — their architecture, a fresh head for other classes,
+position embeddings resampled to another image size, an MAE's encoder into a ViT, any family's own weights."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import genlab
+from genlab.cli import main
+from genlab.nn.pos_embed import resize_pos_embed
+from genlab.train.run import start_run
+from genlab.weights import unique_state_dict
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+TINY = ["--data", "digits", "--steps", "4", "--batch-size", "32", "patch_size=2", "embed_dim=16", "depth=1",
+        "num_heads=2", "eval_examples=32", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("warm")
+    assert main(["train", "mae", *TINY, "decoder_embed_dim=8", "decoder_depth=1", "decoder_num_heads=2",
+                 "--out", str(root / "mae")]) == 0
+    assert main(["train", "vit", *TINY, "--out", str(root / "vit")]) == 0
+    assert main(["export", str(root / "vit"), "--out", str(root / "exported")]) == 0
+    x = np.random.default_rng(0).integers(0, 256, (60, 8, 8), dtype=np.uint8)
+    np.savez(root / "three.npz", x=x, y=np.arange(60) % 3)  # other classes, same image size
+    return root
+
+
+def _tensors_equal(a, b, skip=()):
+    keys = [k for k in a if not k.startswith(skip)]
+    assert keys and all(torch.equal(a[k], b[k]) for k in keys), [k for k in keys if not torch.equal(a[k], b[k])]
+
+
+def test_a_vit_starts_from_an_mae_encoder_at_another_image_size(runs, tmp_path, capsys):
+    trainer = start_run("vit", "digits", tmp_path / "ft", {"steps": 2, "batch_size": 32},
+                        image_size=12, init=runs / "mae")
+    assert "head.weight, head.bias start fresh" in capsys.readouterr().err
+    model, encoder = trainer.model, genlab.Model.from_pretrained(runs / "mae" / "model").to_vit()
+    cfg = model.config
+    assert (cfg.embed_dim, cfg.depth, cfg.num_heads, cfg.patch_size, cfg.global_pool) == (16, 1, 2, 2, "avg")
+    assert tuple(cfg.data_shape) == (1, 12, 12) and cfg.num_classes == 10  # the data's, not the source's
+    state, source = unique_state_dict(model), unique_state_dict(encoder)
+    _tensors_equal(source, state, skip=("pos_embed", "head."))
+    assert torch.equal(state["pos_embed"], resize_pos_embed(source["pos_embed"], (6, 6), 1))  # 4x4 grid -> 6x6
+    assert json.loads((tmp_path / "ft" / "config.json").read_text())["init"] == str(runs / "mae")
+    assert trainer.fit()["steps"] == 2
+
+
+def test_other_classes_get_a_fresh_head_from_a_run_an_export_or_a_timm_file(runs, tmp_path, capsys):
+    vit = unique_state_dict(genlab.Model.from_pretrained(runs / "vit" / "model"))
+    for source in ("vit", "exported"):
+        trainer = start_run("vit", str(runs / "three.npz"), tmp_path / source, {"steps": 1}, init=runs / source)
+        assert trainer.model.config.num_classes == 3 and trainer.model.head.weight.shape == (3, 16)
+        _tensors_equal(vit, unique_state_dict(trainer.model), skip=("head.",))
+    assert "head.weight, head.bias start fresh" in capsys.readouterr().err
+    timm_file = runs / "exported" / "timm.safetensors"  # bare tensors: the architecture comes from the options
+    args = ["train", "vit", "--data", str(runs / "three.npz"), "--steps", "1", "--no-progress", "--init", str(timm_file)]
+    assert main([*args, "patch_size=2", "embed_dim=16", "depth=1", "num_heads=2", "--out", str(tmp_path / "t")]) == 0
+    assert main([*args, "patch_size=2", "--out", str(tmp_path / "bad")]) == 2  # default width 192
+    assert "error: --init" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+
+
+def test_a_flow_starts_from_its_weights_without_redoing_actnorm(tmp_path):
+    args = ["--data", "digits", "--batch-size", "32", "transforms=2", "channels=8", "--no-progress"]
+    assert main(["train", "glow", *args, "--steps", "3", "--out", str(tmp_path / "glow")]) == 0
+    trainer = start_run("glow", "digits", tmp_path / "more", {"steps": 1}, init=tmp_path / "glow")
+    source = unique_state_dict(genlab.Model.from_pretrained(tmp_path / "glow" / "model"))
+    trainer._init_from_data()  # what fit() does first: skipped for trained weights
+    _tensors_equal(source, unique_state_dict(trainer.model))
+
+
+@pytest.mark.parametrize("case", ["resume", "missing", "other family", "unreadable file"])
+def test_bad_init_is_one_error_and_writes_nothing(runs, tmp_path, capsys, case):
+    (tmp_path / "junk.safetensors").write_bytes(b"not a safetensors file")
+    init, model, extra = {"resume": (runs / "vit", "vit", ["--resume"]), "missing": (tmp_path / "nope", "vit", []),
+                          "other family": (runs / "vit", "resnet", []),
+                          "unreadable file": (tmp_path / "junk.safetensors", "vit", [])}[case]
+    out = tmp_path / "out"
+    assert main(["train", model, "--data", "digits", "--steps", "1", "--init", str(init), "--out", str(out), *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert {"resume": "--resume", "missing": "does not exist", "other family": "cannot start from a 'vit'",
+            "unreadable file": "not a readable safetensors"}[case] in err
+    assert not out.exists()
