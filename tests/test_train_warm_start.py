@@ -65,6 +65,14 @@ def test_other_classes_get_a_fresh_head_from_a_run_an_export_or_a_timm_file(runs
     assert not (tmp_path / "bad").exists()
 
 
+def test_mae_pretraining_continues_at_another_image_size(runs, tmp_path):
+    trainer = start_run("mae", "digits", tmp_path / "mae", {"steps": 1}, image_size=12, init=runs / "mae")
+    source = unique_state_dict(genlab.Model.from_pretrained(runs / "mae" / "model"))
+    state = unique_state_dict(trainer.model)
+    _tensors_equal(source, state, skip=("pos_embed", "decoder_pos_embed"))
+    assert state["pos_embed"].shape == (1, 37, 16)  # its own sin-cos table for the 6 x 6 grid
+
+
 def test_a_flow_starts_from_its_weights_without_redoing_actnorm(tmp_path):
     args = ["--data", "digits", "--batch-size", "32", "transforms=2", "channels=8", "--no-progress"]
     assert main(["train", "glow", *args, "--steps", "3", "--out", str(tmp_path / "glow")]) == 0

@@ -116,6 +116,12 @@ class MAE(Model):
     def no_weight_decay(self) -> set[str]:
         return {"cls_token", "mask_token", "pos_embed", "decoder_pos_embed"}
 
+    def load_warm_start(self, state: dict[str, Tensor], where: str, source: Model | None = None) -> list[str]:
+        """As :meth:`Model.load_warm_start`, but the fixed sin-cos position embeddings are this model's
+        own (they follow its grid), so pretraining continues at another image size too."""
+        fixed = {k: v.detach() for k, v in self.state_dict().items() if k in ("pos_embed", "decoder_pos_embed")}
+        return super().load_warm_start({**state, **fixed}, where, source)
+
     # -- the two halves ------------------------------------------------------------------------
     def forward_encoder(self, x: Tensor, ids_keep: Tensor | None = None) -> Tensor:
         """Tokens (B, 1 + kept, D) after the final norm; ``ids_keep`` None = all patches."""
