@@ -86,6 +86,7 @@ class FlowModel(Model):
         layers = build_layers(config)
         self.flow = Flow(StandardNormal(Sequence(layers).out_shape(tuple(config.data_shape))), layers)
         self.dims = math.prod(config.data_shape)
+        self.actnorm_loaded = False  # set by load_warm_start: init_from_data then leaves the ActNorms
 
     # -- likelihood ------------------------------------------------------------------------------
     def _check_input(self, x: Tensor) -> None:
@@ -115,10 +116,18 @@ class FlowModel(Model):
             return self._log_prob(copy.deepcopy(self.flow).double(), x.double(), generator).float()
         return self._log_prob(self.flow, x.float(), generator)
 
+    def load_warm_start(self, state: dict[str, Tensor], where: str, source: Model | None = None) -> list[str]:
+        """As :meth:`Model.load_warm_start`; the loaded ActNorms are fitted already, so
+        :meth:`init_from_data` leaves them."""
+        fresh = super().load_warm_start(state, where, source)
+        self.actnorm_loaded = True
+        return fresh
+
     def init_from_data(self, batch: dict[str, Tensor]) -> None:
-        """ActNorm's data-dependent initialisation: one pass of a dequantized training batch."""
+        """ActNorm's data-dependent initialisation: one pass of a dequantized training batch (not
+        after :meth:`load_warm_start`)."""
         actnorms = [m for m in self.flow.modules() if isinstance(m, ActNorm)]
-        if not actnorms:
+        if not actnorms or self.actnorm_loaded:
             return
         for m in actnorms:
             m.init_next()

@@ -105,6 +105,11 @@ class GAN(Model):
     def ema_modules(self) -> list[nn.Module]:
         return [self.generator]
 
+    def load_warm_start(self, state: dict[str, Tensor], where: str, source: Model | None = None) -> list[str]:
+        """As :meth:`Model.load_warm_start`, but the R1 / R2 gammas are this run's (its options; "auto"
+        ones are resolved on its data by :meth:`init_from_data`)."""
+        return super().load_warm_start({**state, "gamma": self.gamma.clone()}, where, source)
+
     def init_from_data(self, batch: dict[str, Tensor]) -> None:
         """Resolve "auto" gammas: GAMMA_PER_DIM x D x (mean per-dimension variance of the batch)."""
         x = batch["x"].float().flatten(1)

@@ -29,7 +29,7 @@ from genlab.train.distributed import world_from_env
 from genlab.train.precision import native_bf16
 from genlab.train.saved import RUN_FILE
 from genlab.train.trainer import Trainer
-from genlab.train.warm_start import architecture, read_init
+from genlab.train.warm_start import inherited_options, read_init
 
 DEFAULT_DATA = "mnist5k"
 
@@ -81,6 +81,8 @@ def start_run(
     if resume and init is not None:
         raise UserError("--init starts a new run from trained weights; a resumed run continues from its own "
                         "checkpoint: leave out one of --init and --resume")
+    if init is not None and out.resolve() in (Path(init).resolve(), *Path(init).resolve().parents):
+        raise UserError(f"--out {str(out)!r} holds the --init weights; write the new run to another folder")
     fresh: list[str] = []
     if resume:
         if not run_file.is_file():
@@ -119,7 +121,7 @@ def start_run(
         splits = load_dataset(data, image_size=image_size)
         source, state = read_init(init, model_name) if init is not None else (None, {})
         torch.manual_seed(train_cfg.seed)
-        model = create(model_name, data=splits, **{**architecture(source, model_name), **to_model})
+        model = create(model_name, data=splits, **{**inherited_options(source, model_name), **to_model})
         if init is not None:
             fresh = model.load_warm_start(state, f"--init {str(init)!r}", source)
         record = {
@@ -130,7 +132,7 @@ def start_run(
             "train": to_dict(train_cfg),
             **({"init": str(init)} if init is not None else {}),
         }
-    trainer = Trainer(model, splits, train_cfg, out, world=world_from_env(), pretrained=init is not None)
+    trainer = Trainer(model, splits, train_cfg, out, world=world_from_env())
     record["train"] = to_dict(trainer.cfg)  # bf16=auto saved as what it chose, so a resume trains alike
     if trainer.main:
         out.mkdir(parents=True, exist_ok=True)

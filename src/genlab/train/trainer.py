@@ -117,17 +117,16 @@ def set_rng_state(state: dict[str, Any]) -> None:
 class Trainer:
     """Trains ``model`` on ``data.train``; rank 0 writes everything under ``out``.
 
-    Every setting is checked here, before any file is written. ``pretrained``: the model starts from
-    trained weights (``genlab train --init``), so its data-dependent initialisation is skipped.
+    Every setting is checked here, before any file is written.
     """
 
     def __init__(self, model: Model, data: Splits, config: TrainConfig, out: str | Path,
-                 world: dist.World | None = None, pretrained: bool = False) -> None:
+                 world: dist.World | None = None) -> None:
         config.validate()
         if model.name is None:
             raise UserError(f"{type(model).__name__} is not registered: decorate it with @register_model(name), "
                             "so that its run can be saved and reloaded")
-        self.data, self.out, self.pretrained = data, Path(out), pretrained
+        self.data, self.out = data, Path(out)
         self.world = world or dist.world_from_env()
         self.device = resolve_device(config.device, self.world)
         self.cfg = config = dataclasses.replace(config, bf16=resolve_bf16(config.bf16, self.device))
@@ -289,9 +288,8 @@ class Trainer:
             _truncate_log(self.out / "metrics.jsonl", self.step)
 
     def _init_from_data(self) -> None:
-        """The model's data-dependent initialisation on a seeded batch (the data order is untouched);
-        not for a ``pretrained`` model, whose weights are already fitted."""
-        if self.pretrained or type(self.model).init_from_data is Model.init_from_data:
+        """The model's data-dependent initialisation on a seeded batch (the data order is untouched)."""
+        if type(self.model).init_from_data is Model.init_from_data:
             return
         g = torch.Generator().manual_seed(self.cfg.seed + 1)
         idx = torch.randperm(len(self.data.train), generator=g)[: self.sampler.batch_size]

@@ -1,13 +1,12 @@
 """``genlab train MODEL --init SOURCE``: a new run that starts from trained weights.
 
 SOURCE is a run folder, a saved model folder (``genlab export`` writes one) or a ``.safetensors``
-file of the model's own keys (timm's, for a ViT). From a folder the new model also takes its
-architecture: every option of the source's config that the model's config has, except those the
-data fixes (shape, classes, bins); options given on the command line win. The model's class says
-what it can start from (:meth:`Model.warm_start_source`: a ViT from an MAE's encoder too) and how
-the weights go in (:meth:`Model.load_warm_start`: a classifier's head starts fresh for other
-classes, a ViT's position embedding is resampled to another image size). The optimizer, the
-schedule and the step count start anew; data-dependent initialisation (ActNorm) is skipped.
+file of the model's own keys (timm's, for a ViT). From a folder the new model also takes the
+source's options (:func:`inherited_options`); options given on the command line win. The model's
+class says what it can start from (:meth:`Model.warm_start_source`: a ViT from an MAE's encoder
+too) and how the weights go in (:meth:`Model.load_warm_start`: a classifier's head starts fresh
+for another number of classes, a ViT's position embedding is resampled to another image size).
+The trainer's state (optimizer, schedule, step count) starts anew (``docs/training.md``).
 """
 
 from __future__ import annotations
@@ -43,13 +42,20 @@ def read_init(path: str | Path, model_name: str) -> tuple[Model | None, dict[str
     if not path.exists():
         raise UserError(f"--init {str(path)!r} does not exist; pass a run folder, a saved model folder or a "
                         ".safetensors file")
-    source = MODELS.get(model_name)[0].warm_start_source(load_run_model(path))
+    try:
+        trained = load_run_model(path)
+    except (SafetensorError, OSError, ValueError, KeyError, TypeError) as e:  # a damaged folder
+        raise UserError(f"--init {str(path)!r}: its model cannot be read ({type(e).__name__}: {e})") from None
+    source = MODELS.get(model_name)[0].warm_start_source(trained)
     return source, unique_state_dict(source)
 
 
-def architecture(source: Model | None, model_name: str) -> dict[str, Any]:
-    """The options of ``source``'s config that a ``model_name`` model inherits."""
+def inherited_options(source: Model | None, model_name: str) -> dict[str, Any]:
+    """The options of ``source``'s config that a new ``model_name`` model takes: those its config has,
+    but the data's and, for another registered name of the same class (ddpm -> ddim), those that
+    name's preset sets (they are what the name means)."""
     if source is None:
         return {}
     own = config_fields(model_name)
-    return {k: v for k, v in to_dict(source.config).items() if k in own and k not in DATA_FIELDS}
+    preset = set(MODELS.get(model_name)[1]) if source.name != model_name else set()
+    return {k: v for k, v in to_dict(source.config).items() if k in own and k not in DATA_FIELDS | preset}

@@ -169,8 +169,12 @@ class ViT(Classifier):
 
     def load_warm_start(self, state: dict[str, Tensor], where: str, source: Model | None = None) -> list[str]:
         """As :meth:`Classifier.load_warm_start`, the position embedding resampled to this model's
-        grid from the source's (square when the source is a bare file); a fixed sin-cos one is kept."""
+        grid from the source's (square when the source is a bare file; a fixed sin-cos one is kept), and
+        the final norm moved between ``norm`` and ``fc_norm`` when the source pooled the other way."""
         state = dict(state)
+        mine, other = ("fc_norm.", "norm.") if self.config.global_pool == "avg" else ("norm.", "fc_norm.")
+        if not any(k.startswith(mine) for k in state):  # pooled the other way: the final norm moves (timm's rule)
+            state = {(mine + k[len(other):] if k.startswith(other) else k): v for k, v in state.items()}
         if self.config.pos_embed == "sincos":  # fixed by this model's grid: keep it exact
             state["pos_embed"] = self.pos_embed.detach()
         grid = source.patch_embed.grid_size if isinstance(source, ViT) else None
