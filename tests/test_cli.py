@@ -115,6 +115,8 @@ def test_resume_folder_without_checkpoint(tmp_path, capsys):
     (tmp_path / "r" / "config.json").write_text(json.dumps({"model": "vae"}))
     code, _, err = run(["train", "vae", "--out", str(tmp_path / "r"), "--resume"], capsys)
     assert code == 2 and "no checkpoint to resume from" in err
+    code, _, err = run(["sample", str(tmp_path / "r")], capsys)  # and --init, eval: no resume advice
+    assert code == 2 and "has not saved a checkpoint yet" in err
 
 
 def test_refuses_to_overwrite_a_run(tmp_path, capsys):

@@ -9,7 +9,7 @@ import torch
 
 from genlab.errors import UserError
 from genlab.model import Model, create
-from genlab.train.checkpoint import latest_checkpoint
+from genlab.train.checkpoint import list_checkpoints
 from genlab.weights import load_weights
 
 RUN_FILE = "config.json"
@@ -27,8 +27,10 @@ def load_run_model(path: str | Path, device: str | torch.device = "cpu") -> Mode
     run_file = path / RUN_FILE
     if run_file.is_file():
         saved = json.loads(run_file.read_text())
-        ckpt = latest_checkpoint(path / "checkpoints")
+        found = list_checkpoints(path / "checkpoints")
+        if not found:
+            raise UserError(f"{str(path)!r} holds a run that has not saved a checkpoint yet; train it first")
         model = create(saved["model"], **saved["model_config"])
-        load_weights(model, ckpt / "ema.safetensors")
+        load_weights(model, found[-1] / "ema.safetensors")
         return model.to(device).eval()
     raise UserError(f"{str(path)!r} is neither a run folder nor a saved model (no config.json)")
