@@ -24,13 +24,18 @@ from mae_mnist import PRETRAIN, SEED, SIZE
 RESULTS = Path(__file__).resolve().parent / "results"
 ENCODER = {k: v for k, v in SIZE.items() if not k.startswith("decoder")}
 RECIPE = dict(batch_size=128, lr=1e-3, weight_decay=0.05, ema_decay=0.0, label_smoothing=0.1, crop_pad=2, seed=SEED)
+WARMUP = 0.1  # share of the steps
+
+
+def percent(share: float) -> str:
+    return f"{share:.0%}"
 
 
 def train(name: str, out: Path, steps: int, options: dict, image_size: int | None = None, init: Path | None = None):
-    trainer = start_run(name, "mnist5k", out, {**options, "steps": steps, "ckpt_every": steps, "warmup": steps // 10},
-                        image_size=image_size, init=init)
+    trainer = start_run(name, "mnist5k", out, {**options, "steps": steps, "ckpt_every": steps,
+                                               "warmup": int(steps * WARMUP)}, image_size=image_size, init=init)
     trainer.show_progress = False
-    return trainer.fit()
+    return {"train_examples": len(trainer.data.train), **trainer.fit()}  # fit's test_examples: those scored
 
 
 def main() -> None:
@@ -49,18 +54,19 @@ def main() -> None:
     rows = []
     for i, (what, size, options, init) in enumerate(runs):
         m = train("vit", work / f"vit-{i}", args.finetune_steps, options, image_size=size, init=init)
-        rows.append((what, size, m["test_accuracy"], m["train_seconds"]))
+        rows.append((what, size, m["test_accuracy"], m["train_seconds"], m["test_examples"]))
         print(f"{what} at {size}: {m['test_accuracy']:.3f} ({m['train_seconds']:.0f} s)", flush=True)
     lines = ["# Fine-tuning an MAE through `genlab train vit --init`, at its own and another image size", "",
              machine.line(),
              f"- MAE {ENCODER['embed_dim']} x {ENCODER['depth']} (decoder {SIZE['decoder_embed_dim']} x "
              f"{SIZE['decoder_depth']}), patch 4, pretrained {args.pretrain_steps} steps of batch "
-             f"{PRETRAIN['batch_size']} on the 4,500 mnist5k training images at 28 x 28 ({mae['train_seconds']:.0f} s). "
-             f"Each ViT: {args.finetune_steps} steps of batch 128, AdamW lr 1e-3 (10% warm-up, cosine), weight decay "
-             "0.05, label smoothing 0.1, random crops pad 2, all labels; test accuracy on the 500 test digits "
-             "(resized like the training images); seed 0.", "",
+             f"{PRETRAIN['batch_size']} on the {mae['train_examples']:,} mnist5k training images at 28 x 28 "
+             f"({mae['train_seconds']:.0f} s). Each ViT: {args.finetune_steps} steps of batch {RECIPE['batch_size']}, "
+             f"AdamW lr {RECIPE['lr']:g} ({percent(WARMUP)} warm-up, cosine), weight decay {RECIPE['weight_decay']:g}, "
+             f"label smoothing {RECIPE['label_smoothing']:g}, random crops pad {RECIPE['crop_pad']}, all labels; test "
+             f"accuracy on {rows[0][4]:,} test digits (resized like the training images); seed {SEED}.", "",
              "| ViT | image size | patch grid | test accuracy | train s |", "|---|---:|---:|---:|---:|"]
-    lines += [f"| {what} | {s} x {s} | {s // 4} x {s // 4} | {acc:.3f} | {sec:.0f} |" for what, s, acc, sec in rows]
+    lines += [f"| {what} | {s} x {s} | {s // 4} x {s // 4} | {acc:.3f} | {sec:.0f} |" for what, s, acc, sec, _ in rows]
     out = Path(args.results)
     out.mkdir(parents=True, exist_ok=True)
     (out / "warm_start.md").write_text("\n".join(lines) + "\n")
