@@ -34,7 +34,6 @@ from genlab.train.warm_start import inherited_options, read_init
 DEFAULT_DATA = "mnist5k"
 
 
-
 def split_overrides(model: str, overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Route ``key=value`` pairs to the model's config or the trainer's; unknown keys are errors.
 
