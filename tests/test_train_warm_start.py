@@ -15,16 +15,12 @@ from genlab.train.run import start_run
 from genlab.weights import unique_state_dict
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-TINY = ["--data", "digits", "--steps", "4", "--batch-size", "32", "patch_size=2", "embed_dim=16", "depth=1",
-        "num_heads=2", "eval_examples=32", "--no-progress"]
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("warm")
-    assert main(["train", "mae", *TINY, "decoder_embed_dim=8", "decoder_depth=1", "decoder_num_heads=2",
-                 "--out", str(root / "mae")]) == 0
-    assert main(["train", "vit", *TINY, "--out", str(root / "vit")]) == 0
+def runs(tiny_vision_runs):
+    """The shared tiny mae and vit runs, the vit exported, and labelled data with 3 classes at 8 x 8."""
+    root = tiny_vision_runs
     assert main(["export", str(root / "vit"), "--out", str(root / "exported")]) == 0
     x = np.random.default_rng(0).integers(0, 256, (60, 8, 8), dtype=np.uint8)
     np.savez(root / "three.npz", x=x, y=np.arange(60) % 3)  # other classes, same image size

@@ -13,17 +13,11 @@ from genlab.data import load_dataset
 from genlab.vision import ViT
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-TINY = ["--data", "digits", "--steps", "6", "--batch-size", "32", "patch_size=2", "embed_dim=16", "depth=1",
-        "num_heads=2", "eval_examples=32", "--no-progress"]
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("export")
-    assert main(["train", "mae", *TINY, "decoder_embed_dim=8", "decoder_depth=1", "decoder_num_heads=2",
-                 "--out", str(root / "mae")]) == 0
-    assert main(["train", "vit", *TINY, "--out", str(root / "vit")]) == 0
-    return root
+def runs(tiny_vision_runs):
+    return tiny_vision_runs
 
 
 def _timm_file(folder):

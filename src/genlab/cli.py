@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--image-size", type=_positive_int, help="resize images to N x N")
     t.add_argument("--out", help="run folder (default runs/MODEL)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
-    t.add_argument("--init", metavar="SOURCE", help="start from trained weights (and their architecture): a run "
+    t.add_argument("--init", metavar="SOURCE", help="start from trained weights (and their options): a run "
                    "folder, a saved model folder (genlab export's) or a .safetensors file of the model's keys")
     t.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CPU and CUDA)")
     t.add_argument("--fp16", action="store_true", help="float16 autocast with a gradient scaler (CUDA)")

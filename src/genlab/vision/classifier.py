@@ -95,7 +95,7 @@ class Classifier(Model):
         has none (an exported encoder) or one for other classes, as timm's ``pretrained`` does."""
         own, prefix = self.state_dict(), self.head_name + "."
         fresh = [k for k in own if k.startswith(prefix) and (k not in state or state[k].shape != own[k].shape)]
-        kept = {k: v for k, v in state.items() if not k.startswith(prefix) or k not in fresh}
+        kept = {k: v for k, v in state.items() if k not in fresh}
         return super().load_warm_start({**kept, **{k: own[k] for k in fresh}}, where, source) + fresh
 
     def layer_id(self, name: str) -> int:
