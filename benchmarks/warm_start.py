@@ -17,13 +17,16 @@ import os
 import tempfile
 from pathlib import Path
 
+from genlab.train.probe import FINETUNE_BATCH, FINETUNE_LR, FINETUNE_WEIGHT_DECAY
+from genlab.train.probe import RECIPE as FINETUNE_RECIPE
 from genlab.train.run import start_run
 from machine import Machine
 from mae_mnist import PRETRAIN, SEED, SIZE
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ENCODER = {k: v for k, v in SIZE.items() if not k.startswith("decoder")}
-RECIPE = dict(batch_size=128, lr=1e-3, weight_decay=0.05, ema_decay=0.0, label_smoothing=0.1, crop_pad=2, seed=SEED)
+RECIPE = dict(batch_size=FINETUNE_BATCH, lr=FINETUNE_LR, weight_decay=FINETUNE_WEIGHT_DECAY, ema_decay=0.0, seed=SEED,
+              **FINETUNE_RECIPE)  # genlab eval --probe finetune's
 WARMUP = 0.1  # share of the steps
 
 
@@ -48,9 +51,9 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="warm-start-"))
     mae = train("mae", work / "mae", args.pretrain_steps, {**SIZE, **PRETRAIN, "seed": SEED, "eval_examples": 128})
     print(f"mae pretrained: {mae['train_seconds']:.0f} s", flush=True)
-    runs = [("MAE encoder, --init", 28, dict(RECIPE, layer_decay=0.75), work / "mae"),
-            ("MAE encoder, --init (position embedding resampled)", 32, dict(RECIPE, layer_decay=0.75), work / "mae"),
-            ("from scratch", 32, dict(RECIPE, **ENCODER, patch_size=4, global_pool="avg"), None)]
+    runs = [("MAE encoder, --init", 28, RECIPE, work / "mae"),
+            ("MAE encoder, --init (position embedding resampled)", 32, RECIPE, work / "mae"),
+            ("from scratch", 32, dict(RECIPE, layer_decay=1.0, **ENCODER, patch_size=4, global_pool="avg"), None)]
     rows = []
     for i, (what, size, options, init) in enumerate(runs):
         m = train("vit", work / f"vit-{i}", args.finetune_steps, options, image_size=size, init=init)
@@ -63,6 +66,7 @@ def main() -> None:
              f"{PRETRAIN['batch_size']} on the {mae['train_examples']:,} mnist5k training images at 28 x 28 "
              f"({mae['train_seconds']:.0f} s). Each ViT: {args.finetune_steps} steps of batch {RECIPE['batch_size']}, "
              f"AdamW lr {RECIPE['lr']:g} ({percent(WARMUP)} warm-up, cosine), weight decay {RECIPE['weight_decay']:g}, "
+             f"layer-wise lr decay {RECIPE['layer_decay']:g} (pretrained only), "
              f"label smoothing {RECIPE['label_smoothing']:g}, random crops pad {RECIPE['crop_pad']}, all labels; test "
              f"accuracy on {rows[0][4]:,} test digits (resized like the training images); seed {SEED}.", "",
              "| ViT | image size | patch grid | test accuracy | train s |", "|---|---:|---:|---:|---:|"]
