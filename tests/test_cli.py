@@ -187,6 +187,9 @@ def test_unpicturable_samples_are_a_one_line_error(tmp_path, capsys):
     assert code == 2 and "cannot picture samples of shape (2, 4, 4)" in err and not (tmp_path / "s.png").exists()
     code, _, err = run(["sample", str(tmp_path / "m"), "-n", "2", "--steps", "1", "--out", str(tmp_path / "s.npz")], capsys)
     assert code == 0 and np.load(tmp_path / "s.npz")["x"].shape == (2, 2, 4, 4)
+    code, _, err = run(["sample", str(tmp_path / "m"), "-n", "2", "--steps", "1", "--clip-denoised",
+                        "--out", str(tmp_path / "c.npz")], capsys)
+    assert code == 0 and np.abs(np.load(tmp_path / "c.npz")["x"]).max() <= 1
 
 
 def test_resume_time_budget_is_this_invocations_and_data_is_the_runs(tmp_path, capsys):
@@ -249,3 +252,5 @@ def test_recipe_and_diffusion_sampling_options(tmp_path, capsys):
     assert code == 2 and "class labels must be in 0..1" in err
     code, _, err = run(["sample", str(run_dir), "-n", "2", "--steps", "0"], capsys)
     assert code == 2 and "--steps" in err
+    code, _, err = run(["sample", str(run_dir), "-n", "2", "--clip-denoised", "--out", str(tmp_path / "c.npz")], capsys)
+    assert code == 2 and "has no fixed range" in err and not (tmp_path / "c.npz").exists()

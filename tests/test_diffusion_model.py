@@ -80,7 +80,8 @@ def test_per_level_unet_blocks_survive_save_and_load(tmp_path):
 @pytest.mark.parametrize(
     "kw,needle",
     [(dict(sampler="magic"), "unknown sampler 'magic'"), (dict(steps=0), "steps"),
-     (dict(sampler="heun", eta=0.5), "takes no option eta"), (dict(colour=1), "unknown sampling option")],
+     (dict(sampler="heun", eta=0.5), "takes no option eta"), (dict(colour=1), "unknown sampling option"),
+     (dict(clip_denoised=True), "has no fixed range"), (dict(clip_denoised="yes"), "must be true or false")],
 )
 def test_bad_sampling_options(kw, needle):
     m = genlab.create("edm", **SMALL)
@@ -91,7 +92,8 @@ def test_bad_sampling_options(kw, needle):
 @pytest.mark.parametrize(
     "kw,needle",
     [(dict(schedule="cosmic"), "schedule='cosmic'"), (dict(sigma_min=5.0, sigma_max=1.0), "sigma_min"),
-     (dict(sampler="nope"), "unknown sampler"), (dict(noise_level="discrete_t"), "needs schedule=vp")],
+     (dict(sampler="nope"), "unknown sampler"), (dict(noise_level="discrete_t"), "needs schedule=vp"),
+     (dict(clip_denoised=True), "clamps to the image range")],
 )
 def test_bad_model_config(kw, needle):
     with pytest.raises(UserError, match=needle):
@@ -105,3 +107,24 @@ def test_image_model_log_prob_in_bits_per_dim_range():
     lp = m.log_prob(x, generator=torch.Generator().manual_seed(0), steps=8)
     assert lp.shape == (2,) and torch.isfinite(lp).all()
     assert (lp < 0).all()  # a probability of discrete data
+
+
+def test_clip_denoised_clamps_every_denoised_estimate():
+    """An untrained eps-network's D leaves [-1, 1] at high sigma; clipped, every D the sampler sees is
+    inside it and the samples differ; the config default and the per-call option agree."""
+    torch.manual_seed(0)
+    m = genlab.create("ddim", data_shape=(1, 8, 8), channels=8, channel_mult=(1,), num_res_blocks=1).eval()
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    seen = []
+    inner = m.denoiser.forward
+    m.denoiser.forward = lambda *a, **k: seen.append(inner(*a, **k)) or seen[-1]
+    g = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    plain = m.sample(3, generator=g(), steps=5)
+    assert max(d.abs().max() for d in seen) > 1.5
+    clipped = m.sample(3, generator=g(), steps=5, clip_denoised=True)
+    assert clipped.abs().max() <= 1 and (plain - clipped).abs().max() > 0.1
+    m.config.clip_denoised = True
+    assert torch.equal(m.sample(3, generator=g(), steps=5), clipped)
+    assert torch.equal(m.sample(3, generator=g(), steps=5, clip_denoised=False), plain)

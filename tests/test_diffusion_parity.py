@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from genlab.diffusion.denoiser import Denoiser
+from genlab.diffusion.denoiser import Denoiser, clipped
 from genlab.diffusion.samplers import (
     ddpm_timesteps,
     sample_ddim,
@@ -70,15 +70,17 @@ def test_betas_and_alphas_cumprod(kind: str) -> None:
     assert (ours.alphas_cumprod - ref.alphas_cumprod.double()).abs().max() < 1e-6
 
 
+@pytest.mark.parametrize("clip", [False, True])
 @pytest.mark.parametrize("table, tol", TABLES)
 @pytest.mark.parametrize("spacing, steps", [("leading", 10), ("leading", 30), ("leading", 50), ("trailing", 10),
                                             ("trailing", 25), ("trailing", 50)])
-def test_ddim_eta0_trajectory(spacing: str, steps: int, table: str, tol: float) -> None:
+def test_ddim_eta0_trajectory(spacing: str, steps: int, table: str, tol: float, clip: bool) -> None:
     """Every intermediate x_t and the final x0. (diffusers' DDIM steps to t - T // steps, which is
-    the next grid timestep for leading spacing and for trailing when steps divides T.)"""
+    the next grid timestep for leading spacing and for trailing when steps divides T.) Clipped: the
+    clipped x0 with its own eps, diffusers' ``use_clipped_model_output=True``."""
     sched = diffusers.DDIMScheduler(
         num_train_timesteps=1000, beta_schedule="linear", set_alpha_to_one=True, steps_offset=0,
-        clip_sample=False, prediction_type="epsilon", timestep_spacing=spacing,
+        clip_sample=clip, prediction_type="epsilon", timestep_spacing=spacing,
     )
     sched.set_timesteps(steps)
     vp = VPSchedule()
@@ -89,17 +91,20 @@ def test_ddim_eta0_trajectory(spacing: str, steps: int, table: str, tol: float) 
     D = Denoiser(NET, vp, "eps")
     x_t = start()  # x_T ~ N(0, I)
     x = x_t / vp.s_at_sigma(sigmas[0])  # sigma-space: x = x_T / sqrt(abar_T)
+    plain = sample_ddim(D, x, sigmas)
     for i, t in enumerate(sched.timesteps):
-        x_t = sched.step(NET(x_t, t), t, x_t, eta=0.0).prev_sample
-        x = sample_ddim(D, x, sigmas[i : i + 2])
+        x_t = sched.step(NET(x_t, t), t, x_t, eta=0.0, use_clipped_model_output=clip).prev_sample
+        x = sample_ddim(clipped(D) if clip else D, x, sigmas[i : i + 2])
         assert (x * vp.s_at_sigma(sigmas[i + 1]) - x_t).abs().max() < tol, i  # x_t = s x
     assert (x - x_t).abs().max() < tol
+    assert ((x - plain).abs().max() > 1e-3) == clip  # the clip is engaged
 
 
+@pytest.mark.parametrize("clip", [False, True])
 @pytest.mark.parametrize("table, tol", TABLES)
 @pytest.mark.parametrize("spacing", ["leading", "trailing", "linspace"])
-def test_ddpm_ancestral_same_noise(spacing: str, table: str, tol: float) -> None:
-    sched = diffusers.DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", clip_sample=False,
+def test_ddpm_ancestral_same_noise(spacing: str, table: str, tol: float, clip: bool) -> None:
+    sched = diffusers.DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", clip_sample=clip,
                                     variance_type="fixed_small", timestep_spacing=spacing)
     sched.set_timesteps(40)
     vp = VPSchedule()
@@ -110,10 +115,14 @@ def test_ddpm_ancestral_same_noise(spacing: str, table: str, tol: float) -> None
     g = torch.Generator().manual_seed(2)
     for t in sched.timesteps:
         x_t = sched.step(NET(x_t, t), t, x_t, generator=g).prev_sample
-    g = torch.Generator().manual_seed(2)
-    x = sample_ddpm_ancestral(Denoiser(NET, vp, "eps"), start() / vp.s_at_sigma(sigmas[0]), sigmas,
-                              noise=lambda: torch.randn(16, 4, dtype=F64, generator=g))
-    assert (x - x_t).abs().max() < tol
+    D = Denoiser(NET, vp, "eps")
+    x = {}
+    for on in (False, True):
+        g = torch.Generator().manual_seed(2)
+        x[on] = sample_ddpm_ancestral(clipped(D) if on else D, start() / vp.s_at_sigma(sigmas[0]), sigmas,
+                                      noise=lambda: torch.randn(16, 4, dtype=F64, generator=g))
+    assert (x[clip] - x_t).abs().max() < tol
+    assert (x[True] - x[False]).abs().max() > 1e-3  # the clip is engaged
 
 
 def run_discrete(sched, x: torch.Tensor) -> torch.Tensor:

@@ -29,6 +29,9 @@ def _positive_int(text: str) -> int:
     return value
 
 
+CLIP_HELP = "clamp each denoised estimate to the image range [-1, 1] (DDPM's clip_denoised, diffusers' clip_sample)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="genlab", description="Train, sample and evaluate deep generative models.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -68,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--eta", type=float, help="ddim stochasticity in [0, 1]")
     d.add_argument("--churn", type=float, dest="S_churn", help="edm sampler S_churn")
     d.add_argument("--guidance", type=float, help="classifier-free guidance scale (class-conditional models)")
+    d.add_argument("--clip-denoised", action=argparse.BooleanOptionalAction, help=CLIP_HELP)
     d.add_argument("--label", type=int, help="class label for every sample (class-conditional models)")
     s.add_argument("--temperature", type=float, help="flows: scale of the base draws (Glow; default 1)")
 
@@ -95,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     es.add_argument("--sampler")
     es.add_argument("--steps", type=_positive_int)
     es.add_argument("--guidance", type=float)
+    es.add_argument("--clip-denoised", action=argparse.BooleanOptionalAction, help=CLIP_HELP)
 
     f = sub.add_parser("features", help="feature networks for the metrics")
     fsub = f.add_subparsers(dest="features_command", required=True, parser_class=_Parser)
@@ -176,7 +181,8 @@ def cmd_sample(args: argparse.Namespace) -> None:
     problem = picture_problem(tuple(model.config.data_shape))
     if out.suffix == ".png" and problem:
         raise UserError(problem)
-    names = ("batch_size", "sampler", "steps", "grid", "spacing", "eta", "S_churn", "guidance", "temperature")
+    names = ("batch_size", "sampler", "steps", "grid", "spacing", "eta", "S_churn", "guidance", "clip_denoised",
+             "temperature")
     options = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
     if args.label is not None:
         options["class_labels"] = torch.full((args.n,), args.label)
@@ -202,7 +208,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
     except ValueError:
         raise UserError(f"--features-range {args.features_range!r}: give two numbers, e.g. 0,255") from None
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
-    options = {k: getattr(args, k) for k in ("sampler", "steps", "guidance") if getattr(args, k) is not None}
+    options = {k: getattr(args, k) for k in ("sampler", "steps", "guidance", "clip_denoised")
+               if getattr(args, k) is not None}
     key, results = assess(args.path, metrics, args.n, seed=args.seed, options=options, features=args.features,
                           data=args.data, batch_size=args.batch_size, device=resolve_device(args.device),
                           show_progress=not args.no_progress, features_size=args.features_size,

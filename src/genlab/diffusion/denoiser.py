@@ -127,3 +127,10 @@ def guided(
         return d_u + scale * (d_c - d_u)
 
     return D
+
+
+def clipped(denoiser: Callable[..., Tensor], low: float = -1.0, high: float = 1.0) -> Callable[..., Tensor]:
+    """D clamped to the data range: the predicted x0 clipped as in DDPM's sampler (Ho et al. 2020's
+    ``clip_denoised``) and diffusers' ``clip_sample``. Samplers that derive eps from D (DDIM) then
+    use the eps of the clipped x0 (diffusers' ``use_clipped_model_output=True``, as GLIDE)."""
+    return lambda x, sigma, **kw: denoiser(x, sigma, **kw).clamp(low, high)

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from genlab.diffusion.denoiser import PARAMETERIZATIONS, Denoiser, guided
+from genlab.diffusion.denoiser import PARAMETERIZATIONS, Denoiser, clipped, guided
 from genlab.diffusion.likelihood import ode_log_likelihood
 from genlab.diffusion.losses import LogNormalSigma, UniformDiscreteT, UniformT, diffusion_loss, get_weighting
 from genlab.diffusion.samplers import GRIDS, SPACINGS, NFECounter, PerSampleNoise, get_sampler, make_sigmas
@@ -29,7 +29,7 @@ from genlab.nn.unet import UNet, UNetConfig
 
 NOISE_LEVELS = ("discrete_t", "uniform_t", "lognormal")
 SAMPLER_OPTIONS = ("sampler", "steps", "grid", "spacing", "rho", "eta", "S_churn", "S_tmin", "S_tmax",
-                   "S_noise", "guidance", "class_labels", "batch_size")
+                   "S_noise", "guidance", "clip_denoised", "class_labels", "batch_size")
 
 
 @dataclass
@@ -54,6 +54,7 @@ class DiffusionConfig(ModelConfig):
     spacing: str = "leading"  # ddpm grid: leading | trailing | linspace
     rho: float = 7.0
     guidance: float = 1.0
+    clip_denoised: bool = False  # clamp D (the predicted x0) to the image range [-1, 1] at every step
     # network: UNet for images, residual MLP for vectors
     channels: int = 64
     channel_mult: tuple[int, ...] = (1, 2, 2)
@@ -86,8 +87,18 @@ class DiffusionConfig(ModelConfig):
             raise UserError(f"label_dropout={self.label_dropout}: must be in [0, 1)")
         if self.noise_level == "discrete_t" and self.schedule != "vp":
             raise UserError("noise_level=discrete_t needs schedule=vp (the DDPM grid)")
+        check_clip(self.clip_denoised, self.data_shape)
         if len(self.data_shape) not in (1, 3):
             raise UserError(f"data_shape={self.data_shape}: diffusion takes (D,) vectors or (C, H, W) images")
+
+
+def check_clip(clip: object, data_shape: tuple[int, ...]) -> None:
+    """clip_denoised is a bool, and only for images, whose range is [-1, 1]; vectors have no fixed range."""
+    if not isinstance(clip, bool):
+        raise UserError(f"clip_denoised={clip!r}: must be true or false")
+    if clip and len(data_shape) != 3:
+        raise UserError(f"clip_denoised=true clamps to the image range [-1, 1]; data of shape {tuple(data_shape)} "
+                        "has no fixed range, leave it false")
 
 
 class DiffusionModel(Model):
@@ -161,7 +172,7 @@ class DiffusionModel(Model):
     @torch.no_grad()
     def sample(self, n: int, *, generator: torch.Generator | None = None, **kw: Any) -> Tensor:
         """Draw ``n`` samples; options: sampler, steps, grid, spacing, rho, eta, S_churn, S_tmin,
-        S_tmax, S_noise, guidance, class_labels, batch_size. Each sample has its own noise stream
+        S_tmax, S_noise, guidance, clip_denoised, class_labels, batch_size. Each sample has its own noise stream
         seeded from ``generator``, so results do not depend on ``batch_size``."""
         unknown = set(kw) - set(SAMPLER_OPTIONS)
         if unknown:
@@ -170,6 +181,8 @@ class DiffusionModel(Model):
         name = kw.pop("sampler", c.sampler)
         fn = get_sampler(name)
         guidance = float(kw.pop("guidance", c.guidance))
+        clip = kw.pop("clip_denoised", c.clip_denoised)
+        check_clip(clip, c.data_shape)
         labels = self._labels(n, kw.pop("class_labels", None), guidance)
         grid_kw = {k: kw.pop(k) for k in ("grid", "steps", "spacing", "rho") if k in kw}
         sigmas = self.sigmas(**grid_kw).to(self.device)
@@ -183,7 +196,8 @@ class DiffusionModel(Model):
         for start in range(0, n, batch_size):
             part = slice(start, min(start + batch_size, n))
             noise = PerSampleNoise(seeds[part], c.data_shape, self.device)
-            D = NFECounter(self.denoiser if labels is None else guided(self.denoiser, labels[part], guidance, c.num_classes))
+            D = self.denoiser if labels is None else guided(self.denoiser, labels[part], guidance, c.num_classes)
+            D = NFECounter(clipped(D) if clip else D)
             x = noise() * sigmas[0]
             extra = dict(kw)
             if name in ("edm", "ddim", "ddpm"):
