@@ -97,9 +97,22 @@ def test_a_crash_between_the_two_renames_is_recovered(tmp_path, monkeypatch):
         m.save_pretrained(tmp_path / "m")
     monkeypatch.setattr(os, "rename", real_rename)
     assert not (tmp_path / "m").exists() and any(p.name.startswith(".m.old-") for p in tmp_path.iterdir())
-    restored = Model.from_pretrained(tmp_path / "m")  # the next start puts the old folder back
-    assert (tmp_path / "m/model.safetensors").read_bytes() == before and isinstance(restored, VAE)
+    left = sorted(p.name for p in tmp_path.iterdir())
+    restored = Model.from_pretrained(tmp_path / "m")  # a reader loads the displaced old folder, touching nothing
+    assert isinstance(restored, VAE) and sorted(p.name for p in tmp_path.iterdir()) == left
+    torch.testing.assert_close(restored.encoder[0].weight, m.encoder[0].weight - 1.0)  # the version before
+    m.save_pretrained(tmp_path / "m")  # the next writer puts the old folder back, drops the temporaries, writes
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+    assert (tmp_path / "m/model.safetensors").read_bytes() != before
+
+
+def test_reading_a_model_leaves_a_save_in_progress_alone(tmp_path):
+    m = genlab.create("vae", data_shape=(2,), hidden=8, depth=1)
+    m.save_pretrained(tmp_path / "m")
+    writing = atomic.temp_dir_for(tmp_path / "m")  # another process's save, half written
+    (writing / "config.json").write_text("{")
+    Model.from_pretrained(tmp_path / "m")
+    assert (writing / "config.json").read_text() == "{"
 
 
 def test_replacing_a_folder_is_one_exchange(tmp_path):

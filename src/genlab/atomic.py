@@ -113,8 +113,20 @@ def replace_dir(src: Path, dst: Path) -> None:
     fsync_dir(dst.parent)
 
 
+def readable_dir(dst: Path) -> Path:
+    """Where a reader finds ``dst`` without touching a writer's files: ``dst`` itself, or, while a
+    writer on a file system without RENAME_EXCHANGE is between its two renames (or was killed
+    there), the displaced previous version. Only writers run :func:`recover_dir`: a reader that
+    cleaned up would delete the temporary folder of a save in progress."""
+    if dst.exists():
+        return dst
+    olds = sorted(dst.parent.glob(f".{dst.name}.old-*"))
+    return olds[-1] if olds else dst
+
+
 def recover_dir(dst: Path) -> None:
-    """Undo what a crash mid-:func:`replace_dir` left: restore a displaced ``dst``, drop temporaries."""
+    """Undo what a crash mid-:func:`replace_dir` left: restore a displaced ``dst``, drop temporaries.
+    For writers, before they write ``dst``; readers use :func:`readable_dir`."""
     parent = dst.parent
     if not parent.is_dir():
         return

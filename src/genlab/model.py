@@ -24,7 +24,7 @@ from typing import Any, Callable, ClassVar, Union
 import torch
 from torch import Tensor, nn
 
-from genlab.atomic import recover_dir, replace_dir, temp_dir_for, write_json
+from genlab.atomic import readable_dir, recover_dir, replace_dir, temp_dir_for, write_json
 from genlab.config import apply_overrides, to_dict
 from genlab.errors import UserError
 from genlab.nn.random import RowRandom
@@ -276,8 +276,8 @@ class Model(nn.Module):
     def from_pretrained(cls, directory: str | Path, map_location: str | torch.device = "cpu") -> Model:
         """Rebuild a model saved by :meth:`save_pretrained`; it must be a ``cls`` (any family from ``Model``)."""
         directory = Path(directory)
-        recover_dir(directory)
-        cfg_path, weights = directory / "config.json", directory / "model.safetensors"
+        source = readable_dir(directory)  # reads only: a save in progress keeps its temporary folder
+        cfg_path, weights = source / "config.json", source / "model.safetensors"
         if not cfg_path.is_file() or not weights.is_file():
             raise UserError(
                 f"{str(directory)!r} is not a saved model: it needs config.json and model.safetensors"
