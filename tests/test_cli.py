@@ -187,9 +187,27 @@ def test_unpicturable_samples_are_a_one_line_error(tmp_path, capsys):
     assert code == 2 and "cannot picture samples of shape (2, 4, 4)" in err and not (tmp_path / "s.png").exists()
     code, _, err = run(["sample", str(tmp_path / "m"), "-n", "2", "--steps", "1", "--out", str(tmp_path / "s.npz")], capsys)
     assert code == 0 and np.load(tmp_path / "s.npz")["x"].shape == (2, 2, 4, 4)
-    code, _, err = run(["sample", str(tmp_path / "m"), "-n", "2", "--steps", "1", "--clip-denoised",
-                        "--out", str(tmp_path / "c.npz")], capsys)
-    assert code == 0 and np.abs(np.load(tmp_path / "c.npz")["x"]).max() <= 1
+
+
+
+def test_sample_clip_denoised_on_and_off(tmp_path, capsys):
+    import torch
+
+    import genlab
+
+    torch.manual_seed(0)
+    m = genlab.create("ddim", data_shape=(1, 8, 8), channels=8, channel_mult=(1,), num_res_blocks=1, attn_levels=())
+    with torch.no_grad():
+        for p in m.parameters():  # a zero-initialised output layer would give D inside [-1, 1] anyway
+            p.add_(0.1 * torch.randn_like(p))
+    m.save_pretrained(tmp_path / "m")
+    x = {}
+    for flag in ("--clip-denoised", "--no-clip-denoised"):
+        code, _, err = run(["sample", str(tmp_path / "m"), "-n", "4", "--steps", "3", flag,
+                            "--out", str(tmp_path / f"{flag}.npz")], capsys)
+        assert code == 0, err
+        x[flag] = np.load(tmp_path / f"{flag}.npz")["x"]
+    assert np.abs(x["--clip-denoised"]).max() <= 1 < np.abs(x["--no-clip-denoised"]).max()
 
 
 def test_resume_time_budget_is_this_invocations_and_data_is_the_runs(tmp_path, capsys):

@@ -109,21 +109,30 @@ def test_image_model_log_prob_in_bits_per_dim_range():
     assert (lp < 0).all()  # a probability of discrete data
 
 
-def test_clip_denoised_clamps_every_denoised_estimate():
-    """An untrained eps-network's D leaves [-1, 1] at high sigma; clipped, every D the sampler sees is
-    inside it and the samples differ; the config default and the per-call option agree."""
+def test_clip_denoised_clamps_every_denoised_estimate(monkeypatch):
+    """An untrained eps-network's D leaves [-1, 1] at high sigma; clipped, every D the sampler receives
+    is inside it and the samples differ; the config default and the per-call option agree."""
+    import genlab.diffusion.model as diffusion_model
+
     torch.manual_seed(0)
     m = genlab.create("ddim", data_shape=(1, 8, 8), channels=8, channel_mult=(1,), num_res_blocks=1).eval()
     with torch.no_grad():
         for p in m.parameters():
             p.add_(0.1 * torch.randn_like(p))
-    seen = []
-    inner = m.denoiser.forward
-    m.denoiser.forward = lambda *a, **k: seen.append(inner(*a, **k)) or seen[-1]
+    received: list[torch.Tensor] = []
+
+    class Recording(diffusion_model.NFECounter):  # what the sampler gets back from each D call
+        def __call__(self, x, sigma, **kw):
+            received.append(super().__call__(x, sigma, **kw))
+            return received[-1]
+
+    monkeypatch.setattr(diffusion_model, "NFECounter", Recording)
     g = lambda: torch.Generator().manual_seed(3)  # noqa: E731
     plain = m.sample(3, generator=g(), steps=5)
-    assert max(d.abs().max() for d in seen) > 1.5
+    assert max(d.abs().max() for d in received) > 1.5
+    received.clear()
     clipped = m.sample(3, generator=g(), steps=5, clip_denoised=True)
+    assert len(received) == 5 and max(d.abs().max() for d in received) <= 1
     assert clipped.abs().max() <= 1 and (plain - clipped).abs().max() > 0.1
     m.config.clip_denoised = True
     assert torch.equal(m.sample(3, generator=g(), steps=5), clipped)

@@ -62,6 +62,18 @@ def test_pairs_are_seeded_batch_size_free_and_equal_sample():
     assert not torch.equal(z, reflow_pairs(m, 10, steps=4, generator=g(1))[0])
 
 
+def test_pairs_of_a_clipping_model_equal_its_samples():
+    torch.manual_seed(0)
+    m = genlab.create("flow", data_shape=(1, 4, 4), channels=8, channel_mult=(1,), num_res_blocks=1, attn_levels=(),
+                      clip_denoised=True).eval()
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(0.2 * torch.randn_like(p))
+    _, x = reflow_pairs(m, 6, steps=3, generator=g())
+    torch.testing.assert_close(x, m.sample(6, generator=g(), steps=3), rtol=0, atol=0)
+    assert x.abs().max() <= 1 and not torch.equal(x, m.sample(6, generator=g(), steps=3, clip_denoised=False))
+
+
 def test_argument_errors():
     m = genlab.create("flow", **SMALL)
     with pytest.raises(UserError, match="deterministic ODE sampler"):

@@ -29,7 +29,8 @@ def _positive_int(text: str) -> int:
     return value
 
 
-CLIP_HELP = "clamp each denoised estimate to the image range [-1, 1] (DDPM's clip_denoised, diffusers' clip_sample)"
+CLIP_HELP = ("clamp each denoised estimate to the image range [-1, 1] (DDPM's clip_denoised, diffusers' clip_sample; "
+             "DDIM uses the clipped estimate's noise)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from genlab.data.dataset import Dataset, Splits
+from genlab.diffusion.denoiser import clipped
 from genlab.diffusion.model import DiffusionModel
 from genlab.diffusion.samplers import PerSampleNoise, get_sampler, sample_euler
 from genlab.diffusion.schedules import FlowSchedule
@@ -65,7 +66,8 @@ def reflow_pairs(
     if sampler not in ODE_SAMPLERS:
         raise UserError(f"sampler={sampler!r}: reflow needs a deterministic ODE sampler: {', '.join(ODE_SAMPLERS)}")
     fn, sigmas = get_sampler(sampler), model.sigmas(steps=steps).to(model.device)
-    pairs = [(z, fn(model.denoiser, z * sigmas[0], sigmas)) for z in _noise(model, n, generator, batch_size)]
+    D = clipped(model.denoiser) if model.config.clip_denoised else model.denoiser  # as model.sample
+    pairs = [(z, fn(D, z * sigmas[0], sigmas)) for z in _noise(model, n, generator, batch_size)]
     return torch.cat([z for z, _ in pairs]), torch.cat([x for _, x in pairs])
 
 

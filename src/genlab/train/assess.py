@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from genlab.atomic import write_text_atomic
+from genlab.atomic import readable_dir, write_text_atomic
 from genlab.data import load_dataset
 from genlab.data.dataset import Splits
 from genlab.errors import UserError
@@ -41,7 +41,7 @@ def run_data(path: Path, data: str | None) -> Splits:
 
 
 def _weights_hash(path: Path) -> str:
-    for f in (path / "model" / "model.safetensors", path / "model.safetensors"):
+    for f in (readable_dir(path / "model") / "model.safetensors", readable_dir(path) / "model.safetensors"):
         if f.is_file():
             return hashlib.sha256(f.read_bytes()).hexdigest()[:16]
     ckpts = sorted((path / "checkpoints").glob("step_*/ema.safetensors"), key=lambda p: int(p.parent.name[5:]))

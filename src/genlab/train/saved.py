@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from genlab.atomic import readable_dir
 from genlab.errors import UserError
 from genlab.model import Model, create
 from genlab.train.checkpoint import list_checkpoints
@@ -18,11 +19,11 @@ RUN_FILE = "config.json"
 def load_run_model(path: str | Path, device: str | torch.device = "cpu") -> Model:
     """The EMA model of a run folder (its final ``model/`` or latest checkpoint) or a saved model folder."""
     path = Path(path)
-    if not path.exists():
+    if not readable_dir(path).exists():
         raise UserError(f"{str(path)!r} does not exist; pass a run folder (runs/NAME) or a saved model folder")
-    if (path / "model" / "config.json").is_file():
+    if (readable_dir(path / "model") / "config.json").is_file():
         return Model.from_pretrained(path / "model", map_location=device)
-    if (path / "model.safetensors").is_file():
+    if (readable_dir(path) / "model.safetensors").is_file():
         return Model.from_pretrained(path, map_location=device)
     run_file = path / RUN_FILE
     if run_file.is_file():
