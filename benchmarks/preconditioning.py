@@ -10,8 +10,8 @@ leaderboard's settings and budget four ways, changing one thing at a time:
 - ``edm``: the edm preset (EDM's preconditioning and its log-normal sigma distribution).
 
 Per model it measures the denoising error E||D(x0 + sigma n; sigma) - x0||^2 / dims on test digits
-at fixed sigmas (the same noise for every model), and FD of 500 samples with three samplers on one
-Karras grid (sigma 0.01 .. 80; Heun 18 steps = 35 NFE, DDIM eta 0 with and without the denoised
+at fixed sigmas (the same noise for every model), and FD of 500 samples with four samplers on
+the model's Karras grid (its sigma_min to 80; Heun 18 steps = 35 NFE, DDIM eta 0 with and without the denoised
 estimate clipped to [-1, 1], and DDPM ancestral, 50 steps each).
 EDM's argument: D = x - sigma F multiplies the network's error by sigma, so an eps-network's
 denoising error grows with sigma, while c_out bounds it. Writes ``results/preconditioning.md`` and
@@ -55,7 +55,7 @@ SIGMAS = (0.02, 0.1, 0.5, 2.0, 10.0, 40.0, 80.0)
 SAMPLERS = {"heun 18 (35 NFE)": dict(sampler="heun", steps=18), "ddim 50": dict(sampler="ddim", steps=50),
             "ddim 50, clipped": dict(sampler="ddim", steps=50, clip_denoised=True),
             "ddpm 50": dict(sampler="ddpm", steps=50)}
-GRID = dict(grid="karras")  # sigma_min of the VP schedule (0.01), sigma_max 80 (make_sigmas' cap)
+GRID = dict(grid="karras")  # from the schedule's sigma_min (VP 0.01, EDM 0.002) to 80 (make_sigmas' cap)
 N_SAMPLES, N_TEST = 500, 500
 
 
@@ -95,8 +95,9 @@ def main() -> None:
         trainer.show_progress = False
         trained = trainer.fit()
         ema = trainer.ema.model.eval()
+        grid = ema.sigmas(**GRID)
         row = dict(label=label, preset=preset, overrides=overrides, steps=trained["steps"],
-                   error=denoising_error(ema, x0, noise), fd={})
+                   error=denoising_error(ema, x0, noise), fd={}, grid=(float(grid[-2]), float(grid[0])))
         for name, kw in SAMPLERS.items():
             x = ema.sample(N_SAMPLES, generator=torch.Generator().manual_seed(SEED), **GRID, **kw).float()
             res, _ = evaluate_samples(x, splits, extractor, ["fd"])
@@ -129,7 +130,7 @@ def write(results: Path, rows: list[dict], pictures: dict, mean_error: float, bu
 
     eps, edm_pre = rows[0], next(r for r in rows if r["label"] == "edm precond.")
     heun = next(iter(SAMPLERS))
-    hi = SIGMAS.index(80.0)
+    hi = len(SIGMAS) - 1
     lines = [
         "# Preconditioning at a small budget: eps vs v vs EDM's c_skip / c_out (EDM section 5, mnist5k)", "",
         machine.line(),
@@ -140,7 +141,8 @@ def write(results: Path, rows: list[dict], pictures: dict, mean_error: float, bu
         "one fixed n for every model. Reference: D = the mean training digit, the error of the best denoiser "
         f"that ignores its input ({mean_error:.3f}); at high sigma the ideal D approaches it.",
         f"- FD: {N_SAMPLES} samples (seed {SEED}) against as many training digits in the `digits28` features, "
-        "the leaderboard's protocol; every sampler on the Karras grid (rho 7) from sigma 0.01 to 80.", "",
+        "the leaderboard's protocol; every sampler on the Karras grid (rho 7) from sigma "
+        + "; ".join(sorted({f"{lo:.3g} to {hi:g}" for lo, hi in (r["grid"] for r in rows)})) + ".", "",
         "| variant | preset + options | steps | " + " | ".join(f"error at sigma {s:g}" for s in SIGMAS) + " | "
         + " | ".join(f"FD, {k}" for k in SAMPLERS) + " |",
         "|---|---|---:|" + "---:|" * (len(SIGMAS) + len(SAMPLERS)),
@@ -153,7 +155,7 @@ def write(results: Path, rows: list[dict], pictures: dict, mean_error: float, bu
     floor = ["*test digits (floor)*", "", ""] + [""] * len(SIGMAS) + [f"{rows[0]['floor']:.2f}"] * len(SAMPLERS)
     lines += ["| " + " | ".join(floor) + " |", "",
               "![denoising error and samples](preconditioning.png)", "",
-              f"At sigma 80 the eps-network's denoising error is {eps['error'][hi] / mean_error:.3g}x that of the "
+              f"At sigma {SIGMAS[hi]:g} the eps-network's denoising error is {eps['error'][hi] / mean_error:.3g}x that of the "
               f"mean digit; with EDM's preconditioning and the same t distribution it is "
               f"{edm_pre['error'][hi] / mean_error:.3g}x. FD with {heun}: eps {eps['fd'][heun]:.2f}, "
               f"edm precond. {edm_pre['fd'][heun]:.2f}: eps / edm precond. = {eps['fd'][heun] / edm_pre['fd'][heun]:.3g} "
