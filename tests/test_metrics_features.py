@@ -129,6 +129,20 @@ def test_genlab_eval_merges_results_and_caches_samples(toy_run, capsys):
     assert len(list((toy_run / "eval").glob("samples-*.npz"))) == 1  # sampled once
 
 
+def test_eval_samples_again_when_the_saved_sampling_defaults_change(toy_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(toy_run, run, ignore=shutil.ignore_patterns("eval"))
+    argv = ["eval", str(run), "-n", "100", "--steps", "3", "--metrics", "fd", "--no-progress"]
+    assert main(argv) == 0
+    saved = json.loads((run / "model/config.json").read_text())
+    saved["config"]["sampler"] = "euler"  # the same weights, another default sampler
+    (run / "model/config.json").write_text(json.dumps(saved))
+    assert main(argv) == 0
+    assert len(list((run / "eval").glob("samples-*.npz"))) == 2
+
+
 def test_genlab_eval_on_a_vae_run(tmp_path, capsys):
     run = tmp_path / "vae"
     assert main(["train", "vae", "--data", "grid25", "--steps", "20", "--out", str(run), "--no-progress",

@@ -1,7 +1,7 @@
 """``genlab eval RUN_DIR``: sample once (cached), score with every metric, merge into metrics.json.
 
-Samples are cached in ``RUN_DIR/eval/`` keyed by the model's weights, the sampling settings, the
-count and the seed, so re-scoring with other metrics or another extractor samples nothing. The
+Samples are cached in ``RUN_DIR/eval/`` keyed by the model's weights and config (its sampling
+defaults), the sampling settings, the count and the seed, so re-scoring with other metrics or another extractor samples nothing. The
 results go into ``metrics.json`` under ``"eval"``, keyed by the sampling settings, beside the
 training metrics.
 """
@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from genlab.atomic import readable_dir, write_text_atomic
+from genlab.config import to_dict
 from genlab.data import load_dataset
 from genlab.data.dataset import Splits
 from genlab.errors import UserError
@@ -98,7 +99,8 @@ def assess(path: str | Path, metrics: list[str] | None = None, n: int = 1000, *,
     results: dict[str, Any] = {}
     out_dir = path / "eval"
     if sample_names:
-        tag = hashlib.sha256(f"{_weights_hash(path)} {key}".encode()).hexdigest()[:12]
+        config = json.dumps(to_dict(model.config), sort_keys=True)  # its sampling defaults (sampler, clip, ...)
+        tag = hashlib.sha256(f"{_weights_hash(path)} {config} {key}".encode()).hexdigest()[:12]
         cache = out_dir / f"samples-{tag}.npz"
         if cache.is_file():
             stored = np.load(cache)
