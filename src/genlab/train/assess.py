@@ -1,9 +1,9 @@
 """``genlab eval RUN_DIR``: sample once (cached), score with every metric, merge into metrics.json.
 
 Samples are cached in ``RUN_DIR/eval/`` keyed by the model's weights and config (its sampling
-defaults), the sampling settings, the count and the seed, so re-scoring with other metrics or another extractor samples nothing. The
-results go into ``metrics.json`` under ``"eval"``, keyed by the sampling settings, beside the
-training metrics.
+defaults), the sampling settings, the count and the seed, so re-scoring with other metrics or
+another extractor samples nothing. The results go into ``metrics.json`` under ``"eval"``, keyed
+by the sampling settings, beside the training metrics.
 """
 
 from __future__ import annotations
