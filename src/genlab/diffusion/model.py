@@ -172,8 +172,8 @@ class DiffusionModel(Model):
     @torch.no_grad()
     def sample(self, n: int, *, generator: torch.Generator | None = None, **kw: Any) -> Tensor:
         """Draw ``n`` samples; options: sampler, steps, grid, spacing, rho, eta, S_churn, S_tmin,
-        S_tmax, S_noise, guidance, clip_denoised, class_labels, batch_size. Each sample has its own noise stream
-        seeded from ``generator``, so results do not depend on ``batch_size``."""
+        S_tmax, S_noise, guidance, clip_denoised, class_labels, batch_size. Each sample has its own
+        noise stream seeded from ``generator``, so results do not depend on ``batch_size``."""
         unknown = set(kw) - set(SAMPLER_OPTIONS)
         if unknown:
             raise UserError(f"unknown sampling option(s) {', '.join(sorted(unknown))}; choose from {', '.join(SAMPLER_OPTIONS)}")
