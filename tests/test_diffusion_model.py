@@ -36,6 +36,18 @@ def test_presets_train_and_sample_with_every_sampler(name):
             assert m.last_nfe == (7 if sampler in ("heun", "edm") else 4)
 
 
+@pytest.mark.parametrize("name", PRESETS)
+def test_sample_defaults_are_what_sample_uses(name):
+    torch.manual_seed(0)
+    m = genlab.create(name, **SMALL).eval()
+    with torch.no_grad():  # the output layer starts at zero, which makes every sampler a no-op
+        for p in m.parameters():
+            p.normal_(0, 0.1)
+    draw = lambda **kw: m.sample(4, generator=torch.Generator().manual_seed(0), **kw)  # noqa: E731
+    torch.testing.assert_close(draw(**m.sample_defaults()), draw(), rtol=0, atol=0)
+    assert not torch.equal(draw(steps=m.config.sample_steps - 1), draw())
+
+
 def test_samples_do_not_depend_on_batch_size():
     m = genlab.create("edm", **SMALL).eval()
     kw = dict(sampler="edm", steps=6, S_churn=10.0)

@@ -167,6 +167,13 @@ def test_registered_vector_flows_invert_and_match_autograd(name):
     assert model.flow.log_prob(x).shape == (6,)
 
 
+def test_sample_defaults_are_what_sample_uses():
+    model = genlab.create("realnvp", data_shape=(3,), **SMALL).eval()
+    draw = lambda **kw: model.sample(4, generator=torch.Generator().manual_seed(0), **kw)  # noqa: E731
+    torch.testing.assert_close(draw(**model.sample_defaults()), draw(), rtol=0, atol=0)
+    assert not torch.equal(draw(temperature=0.5), draw())
+
+
 @pytest.mark.parametrize("name", ["realnvp", "glow", "maf", "nsf"])
 def test_registered_image_flows_invert_and_match_autograd(name):
     """RGB, non-square, two scales: glow / nsf squeeze twice and split with a learned prior."""

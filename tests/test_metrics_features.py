@@ -127,6 +127,10 @@ def test_genlab_eval_merges_results_and_caches_samples(toy_run, capsys):
     assert len(cached) == 1 and np.load(cached[0])["x"].shape == (300, 2)
     assert main(["eval", str(toy_run), "-n", "300", "--steps", "6", "--metrics", "fd", "--no-progress"]) == 0
     assert len(list((toy_run / "eval").glob("samples-*.npz"))) == 1  # sampled once
+    assert main(["eval", str(toy_run), "-n", "300", "--steps", "6", "--sampler", "heun", "--no-clip-denoised",
+                 "--metrics", "fd", "--no-progress"]) == 0  # the model's own defaults, spelled out
+    assert len(list((toy_run / "eval").glob("samples-*.npz"))) == 1
+    assert list(json.loads((toy_run / "metrics.json").read_text())["eval"]) == ["n=300 seed=0 steps=6"]
 
 
 def test_eval_samples_again_when_the_saved_sampling_defaults_change(toy_run, tmp_path):

@@ -168,6 +168,12 @@ class Model(nn.Module):
         ``[x, reconstruct(x)]`` where the family reconstructs (MAE adds the masked input); [] otherwise."""
         return [x, self.reconstruct(x)] if self.can("reconstruct") else []
 
+    def sample_defaults(self) -> dict[str, Any]:
+        """The value each sampling option of :meth:`sample` takes when it is not given, where the
+        family has one: an option given at that value draws the same samples (``genlab eval``
+        caches them under one key)."""
+        return {}
+
     def sample_classes(self, n: int) -> Tensor | None:
         """The class each of ``n`` samples is drawn for when none are given; None: unconditional.
         Conditional families override it (and accept ``class_labels=`` in ``sample``)."""

@@ -169,6 +169,11 @@ class DiffusionModel(Model):
             raise UserError(f"guidance={guidance} needs a class-conditional model; train with labelled data")
         return self.class_labels_for(n, class_labels)
 
+    def sample_defaults(self) -> dict[str, Any]:
+        c = self.config
+        return dict(sampler=c.sampler, steps=c.sample_steps, grid=c.grid, spacing=c.spacing, rho=c.rho,
+                    guidance=c.guidance, clip_denoised=c.clip_denoised)
+
     @torch.no_grad()
     def sample(self, n: int, *, generator: torch.Generator | None = None, **kw: Any) -> Tensor:
         """Draw ``n`` samples; options: sampler, steps, grid, spacing, rho, eta, S_churn, S_tmin,

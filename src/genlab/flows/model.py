@@ -136,6 +136,9 @@ class FlowModel(Model):
         self.flow(dequantize(x, self.config.bins, torch.Generator().manual_seed(0)))
 
     # -- sampling --------------------------------------------------------------------------------
+    def sample_defaults(self) -> dict[str, Any]:
+        return {"temperature": 1.0}
+
     @torch.no_grad()
     def sample(self, n: int, *, generator: torch.Generator | None = None, **kw: Any) -> Tensor:
         """x = f^-1(T z), z ~ N(0, I) from ``generator``; options: temperature (Glow's T, default 1),

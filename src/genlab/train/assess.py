@@ -1,9 +1,9 @@
 """``genlab eval RUN_DIR``: sample once (cached), score with every metric, merge into metrics.json.
 
 Samples are cached in ``RUN_DIR/eval/`` keyed by the model's weights and config (its sampling
-defaults), the sampling settings, the count and the seed, so re-scoring with other metrics or
-another extractor samples nothing. The results go into ``metrics.json`` under ``"eval"``, keyed
-by the sampling settings, beside the training metrics.
+defaults), the sampling settings other than those defaults, the count and the seed, so re-scoring
+with other metrics or another extractor samples nothing. The results go into ``metrics.json``
+under ``"eval"``, keyed by the same settings, beside the training metrics.
 """
 
 from __future__ import annotations
@@ -80,8 +80,9 @@ def assess(path: str | Path, metrics: list[str] | None = None, n: int = 1000, *,
            features_range: tuple[float, float] = (-1.0, 1.0)) -> tuple[str, dict[str, Any]]:
     """Score a run (or saved model) folder; returns the settings key and the results."""
     path = Path(path)
-    options = dict(options or {})
     model = load_run_model(path, device=device).eval()
+    defaults = model.sample_defaults()
+    options = {k: v for k, v in (options or {}).items() if not (k in defaults and defaults[k] == v)}  # one key per draw
     splits = run_data(path, data)
     if tuple(splits.train.shape) != tuple(model.config.data_shape):
         raise UserError(f"the model makes examples of shape {tuple(model.config.data_shape)} but data "
