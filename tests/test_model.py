@@ -10,6 +10,7 @@ from safetensors.torch import load_file, save_file
 import genlab
 import genlab.atomic as atomic
 from genlab.autoencoders.vae import VAE
+from genlab.cli import main
 from genlab.data import load_dataset
 from genlab.diffusion import DiffusionConfig, DiffusionModel
 from genlab.errors import UserError
@@ -141,3 +142,11 @@ def test_no_model_option_is_shadowed_by_a_training_option():
 
     shared = {n: set(config_fields(n)) & set(field_types(TrainConfig)) for n in MODELS.names()}
     assert all(s <= {"lr", "optimizer"} for s in shared.values()), shared
+
+
+def test_a_model_too_large_for_memory_is_a_user_error(tmp_path, capsys):
+    with pytest.raises(UserError, match="model 'vit' with these options does not fit in memory"):
+        genlab.create("vit", data_shape=(1, 8, 8), patch_size=4, mlp_ratio=1e12)  # 10^17 bytes: beyond any address space
+    assert main(["train", "edm", "--data", "ring8", "hidden=100000000000000", "--out", str(tmp_path / "r")]) == 2
+    assert "error: model 'edm' with these options does not fit in memory" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()

@@ -119,6 +119,8 @@ def test_bad_settings_fail(tmp_path, capsys):
         _mae(mask_ratio=1.0)
     with pytest.raises(UserError, match="not divisible by patch_size=3"):
         _mae(patch_size=3)
+    with pytest.raises(UserError, match="mlp_ratio=-1.0: must be > 0"):
+        _mae(mlp_ratio=-1)
     assert main(["train", "mae", "--data", "digits", "mask_ratio=0", "--out", str(tmp_path / "r")]) == 2
     assert "mask_ratio=0.0: must be in (0, 1)" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()

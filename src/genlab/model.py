@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -319,6 +320,9 @@ def register_model(name: str, help: str = "", **defaults: Any):
     return deco
 
 
+TOO_LARGE = re.compile(r"allocate memory|size calculation overflowed")  # torch's CPU allocator, its size check
+
+
 def create(name: str, *, data: Any = None, **overrides: Any) -> Model:
     """Build a registered model: ``genlab.create("edm", data=splits, channels=32)``.
 
@@ -328,7 +332,13 @@ def create(name: str, *, data: Any = None, **overrides: Any) -> Model:
     cls, defaults = MODELS.get(name)
     fields = data_fields(data) if data is not None else {}
     cfg = apply_overrides(cls.config_class(), {**defaults, **fields, **overrides})
-    model = cls(cfg)
+    try:
+        model = cls(cfg)
+    except (RuntimeError, MemoryError) as e:  # torch's allocators refuse with a RuntimeError
+        if not isinstance(e, (MemoryError, torch.OutOfMemoryError)) and not TOO_LARGE.search(str(e)):
+            raise
+        raise UserError(f"model {name!r} with these options does not fit in memory ({str(e).splitlines()[0][:200]}); "
+                        "make it smaller") from None
     model.name = name
     return model
 
