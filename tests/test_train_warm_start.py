@@ -7,11 +7,13 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 import genlab
 from genlab.cli import main
 from genlab.nn.pos_embed import resize_pos_embed, sincos_2d
 from genlab.train.run import start_run
+from genlab.vision.vit import timm_kwargs
 from genlab.weights import unique_state_dict
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -58,12 +60,39 @@ def test_other_classes_get_a_fresh_head_from_a_run_an_export_or_a_timm_file(runs
     same = start_run("vit", "digits", tmp_path / "same", {"steps": 1, "crop_pad": 2}, init=runs / "vit")
     assert "start fresh" not in capsys.readouterr().err and same.model.config.crop_pad == 2  # options win
     _tensors_equal(vit, unique_state_dict(same.model))  # the same classes keep the trained head
-    timm_file = runs / "exported" / "timm.safetensors"  # bare tensors: the architecture comes from the options
-    args = ["train", "vit", "--data", str(runs / "three.npz"), "--steps", "1", "--no-progress", "--init", str(timm_file)]
-    assert main([*args, "patch_size=2", "embed_dim=16", "depth=1", "num_heads=2", "--out", str(tmp_path / "t")]) == 0
-    assert main([*args, "patch_size=2", "--out", str(tmp_path / "bad")]) == 2  # default width 192
+    timm_file = runs / "exported" / "timm.safetensors"  # timm's keyword arguments in its metadata
+    args = ["train", "vit", "--data", str(runs / "three.npz"), "--steps", "1", "--no-progress", "--init"]
+    assert main([*args, str(timm_file), "--out", str(tmp_path / "t")]) == 0  # the architecture comes with it
+    tuned = genlab.Model.from_pretrained(tmp_path / "t" / "model")
+    assert (tuned.config.embed_dim, tuned.config.depth, tuned.config.patch_size) == (16, 1, 2)
+    bare = tmp_path / "bare.safetensors"  # tensors only: the architecture comes from the options
+    save_file(load_file(timm_file), bare)
+    assert main([*args, str(bare), "patch_size=2", "embed_dim=16", "depth=1", "num_heads=2",
+                 "--out", str(tmp_path / "b")]) == 0
+    assert main([*args, str(bare), "patch_size=2", "--out", str(tmp_path / "bad")]) == 2  # default width 192
     assert "error: --init" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+
+
+def test_a_timm_file_from_a_non_square_grid_is_resampled_to_the_data(tmp_path, capsys):
+    torch.manual_seed(0)
+    wide = genlab.vision.ViT(img_size=(8, 12), patch_size=2, in_chans=1, num_classes=10, embed_dim=16, depth=1,
+                             num_heads=2)  # a 4 x 6 grid: 24 patches, which no square holds
+    state = unique_state_dict(wide)
+    meta = {"config": json.dumps(timm_kwargs(wide.config))}
+    save_file(state, tmp_path / "wide.safetensors", meta)
+    trainer = start_run("vit", "digits", tmp_path / "r", {"steps": 1}, init=tmp_path / "wide.safetensors")
+    expected = resize_pos_embed(state["pos_embed"], (4, 4), 1, (4, 6))
+    assert torch.equal(trainer.model.pos_embed.detach(), expected)
+    _tensors_equal(state, unique_state_dict(trainer.model), skip=("pos_embed",))
+    save_file(state, tmp_path / "tensors.safetensors")  # without its grid: one error, nothing written
+    assert main(["train", "vit", "--data", "digits", "--steps", "1", "--init", str(tmp_path / "tensors.safetensors"),
+                 "patch_size=2", "embed_dim=16", "depth=1", "num_heads=2", "--out", str(tmp_path / "bad")]) == 2
+    assert "24 patches are not a square grid" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+    save_file(state, tmp_path / "junk.safetensors", {"config": "{not json"})
+    assert main(["train", "vit", "--data", "digits", "--init", str(tmp_path / "junk.safetensors"),
+                 "--out", str(tmp_path / "bad")]) == 2
+    assert "its metadata's config is not JSON" in capsys.readouterr().err and not (tmp_path / "bad").exists()
 
 
 def test_mae_pretraining_continues_at_another_image_size(runs, tmp_path):

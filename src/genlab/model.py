@@ -241,6 +241,13 @@ class Model(nn.Module):
                             f"model ({type(source).__name__})")
         return source
 
+    @classmethod
+    def weights_file_source(cls, state: dict[str, Tensor], metadata: dict[str, str]) -> Model | None:
+        """The model a bare ``.safetensors`` file describes through its ``metadata``, holding its
+        ``state``, so a run from the file takes its options as from a folder; None (the default):
+        the file holds weights only and the options come from the command line."""
+        return None
+
     def load_warm_start(self, state: dict[str, Tensor], where: str, source: Model | None = None) -> list[str]:
         """Load a trained ``state`` (from ``source`` when known) before training; returns the names of
         the tensors that keep their initial values. Default: every tensor, shapes equal."""

@@ -1,8 +1,9 @@
 """``genlab train MODEL --init SOURCE``: a new run that starts from trained weights.
 
 SOURCE is a run folder, a saved model folder (``genlab export`` writes one) or a ``.safetensors``
-file of the model's own keys (timm's, for a ViT). From a folder the new model also takes the
-source's options (:func:`inherited_options`); options given on the command line win. The model's
+file of the model's own keys (timm's, for a ViT). From a folder, or a file whose metadata describes
+its model (:meth:`Model.weights_file_source`: timm's keyword arguments, for a ViT), the new model
+also takes the source's options (:func:`inherited_options`); options given on the command line win. The model's
 class says what it can start from (:meth:`Model.warm_start_source`: a ViT from an MAE's encoder
 too) and how the weights go in (:meth:`Model.load_warm_start`: a classifier's head starts fresh
 for another number of classes, a ViT's position embedding is resampled to another image size).
@@ -15,7 +16,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 from torch import Tensor
 
@@ -30,15 +31,26 @@ DATA_FIELDS = frozenset(f.name for f in dataclasses.fields(ModelConfig))  # the 
 
 
 def read_init(path: str | Path, model_name: str) -> tuple[Model | None, dict[str, Tensor]]:
-    """The model a ``model_name`` run starts from (None for a bare file) and its weights."""
+    """The model a ``model_name`` run starts from (None for a file of weights only) and its weights."""
     path = Path(path)
+    cls = MODELS.get(model_name)[0]
     if path.suffix == ".safetensors":
         if not path.is_file():
             raise UserError(f"--init {str(path)!r} does not exist")
         try:
-            return None, load_file(str(path))
+            state = load_file(str(path))
+            with safe_open(str(path), "pt") as f:
+                metadata = f.metadata() or {}
         except (SafetensorError, OSError) as e:
             raise UserError(f"--init {str(path)!r} is not a readable safetensors file ({e})") from None
+        try:
+            described = cls.weights_file_source(state, metadata)
+        except UserError as e:
+            raise UserError(f"--init {str(path)!r}: {e}") from None
+        if described is None:
+            return None, state
+        source = cls.warm_start_source(described)
+        return source, unique_state_dict(source)
     if not path.exists():
         raise UserError(f"--init {str(path)!r} does not exist; pass a run folder, a saved model folder or a "
                         ".safetensors file")
@@ -46,7 +58,7 @@ def read_init(path: str | Path, model_name: str) -> tuple[Model | None, dict[str
         trained = load_run_model(path)
     except (SafetensorError, OSError, ValueError, KeyError, TypeError) as e:  # a damaged folder
         raise UserError(f"--init {str(path)!r}: its model cannot be read ({type(e).__name__}: {e})") from None
-    source = MODELS.get(model_name)[0].warm_start_source(trained)
+    source = cls.warm_start_source(trained)
     return source, unique_state_dict(source)
 
 

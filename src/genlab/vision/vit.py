@@ -11,6 +11,7 @@ size resamples the position embedding (bicubic, any grid).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -167,9 +168,26 @@ class ViT(Classifier):
             return source.to_vit(num_classes=0, global_pool="avg")
         return super().warm_start_source(source)
 
+    @classmethod
+    def weights_file_source(cls, state: dict[str, Tensor], metadata: dict[str, str]) -> Model | None:
+        """A file with timm's ``VisionTransformer`` keyword arguments as JSON in its metadata
+        (``config``, as ``genlab export`` writes it) is the ViT they describe: its architecture and
+        patch grid (a non-square one too) come with the weights."""
+        if "config" not in metadata:
+            return None
+        try:
+            kwargs = json.loads(metadata["config"])
+        except json.JSONDecodeError as e:
+            raise UserError(f"its metadata's config is not JSON ({e})") from None
+        if not isinstance(kwargs, dict):
+            raise UserError(f"its metadata's config is {type(kwargs).__name__}, not timm's keyword arguments")
+        model = cls(config_from_timm(**kwargs))
+        model.load_state_dict(state)
+        return model
+
     def load_warm_start(self, state: dict[str, Tensor], where: str, source: Model | None = None) -> list[str]:
         """As :meth:`Classifier.load_warm_start`, the position embedding resampled to this model's
-        grid from the source's (square when the source is a bare file; a fixed sin-cos one is kept), and
+        grid from the source's (square when the source is a file of weights only; a fixed sin-cos one is kept), and
         the final norm moved between ``norm`` and ``fc_norm`` when the source pooled the other way."""
         state = dict(state)
         mine, other = ("fc_norm.", "norm.") if self.config.global_pool == "avg" else ("norm.", "fc_norm.")
