@@ -133,6 +133,14 @@ def test_genlab_eval_merges_results_and_caches_samples(toy_run, capsys):
     assert list(json.loads((toy_run / "metrics.json").read_text())["eval"]) == ["n=300 seed=0 steps=6"]
 
 
+def test_an_option_is_at_its_default_only_when_equal_and_of_the_same_kind():
+    from genlab.train.assess import at_default
+
+    assert at_default("heun", "heun") and at_default(18, 18) and at_default(18, 18.0) and at_default(False, False)
+    assert not at_default(1, True) and not at_default(0, False) and not at_default(1.0, True)
+    assert not at_default(torch.tensor(1.0), 1.0) and not at_default("18", 18) and not at_default(17, 18)
+
+
 def test_eval_samples_again_when_the_saved_sampling_defaults_change(toy_run, tmp_path):
     import shutil
 

@@ -146,7 +146,7 @@ def test_no_model_option_is_shadowed_by_a_training_option():
 
 def test_a_model_too_large_for_memory_is_a_user_error(tmp_path, capsys):
     with pytest.raises(UserError, match="model 'vit' with these options does not fit in memory"):
-        genlab.create("vit", data_shape=(1, 8, 8), patch_size=4, mlp_ratio=1e12)  # 10^17 bytes: beyond any address space
+        genlab.create("vit", data_shape=(1, 8, 8), patch_size=4, mlp_ratio=1e12)  # 10^17 bytes: past any address space
     assert main(["train", "edm", "--data", "ring8", "hidden=100000000000000", "--out", str(tmp_path / "r")]) == 2
     assert "error: model 'edm' with these options does not fit in memory" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()

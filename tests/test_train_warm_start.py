@@ -2,6 +2,7 @@
 position embeddings resampled to another image size, an MAE's encoder into a ViT, any family's own weights."""
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -93,6 +94,24 @@ def test_a_timm_file_from_a_non_square_grid_is_resampled_to_the_data(tmp_path, c
     assert main(["train", "vit", "--data", "digits", "--init", str(tmp_path / "junk.safetensors"),
                  "--out", str(tmp_path / "bad")]) == 2
     assert "its metadata's config is not JSON" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+
+
+def test_a_files_config_is_checked_against_its_tensors():
+    torch.manual_seed(0)
+    vit = genlab.vision.ViT(img_size=8, patch_size=2, in_chans=1, num_classes=10, embed_dim=16, depth=1, num_heads=2)
+    state, kwargs = unique_state_dict(vit), timm_kwargs(vit.config)
+    read = genlab.vision.ViT.weights_file_source
+    assert read(state, {}) is None  # tensors only
+    regularised = read(state, {"config": json.dumps({**kwargs, "drop_path_rate": 0.1, "drop_rate": 0.0})})
+    _tensors_equal(state, unique_state_dict(regularised))  # timm's dropout rates hold no tensors: read past
+    bad = {"[1, 2]": "is list, not timm's keyword arguments",
+           json.dumps({**kwargs, "depth": 2}): "its tensors against its metadata's config: missing weights blocks.1",
+           json.dumps({**kwargs, "img_size": "8"}): "is not a ViT's",
+           json.dumps({**kwargs, "embed_dim": 16.0}): "is not a ViT's",
+           json.dumps({**kwargs, "init_values": 1e-5}): "unknown ViT argument(s) init_values"}
+    for config, message in bad.items():
+        with pytest.raises(genlab.errors.UserError, match=re.escape(message)):
+            read(state, {"config": config})
 
 
 def test_mae_pretraining_continues_at_another_image_size(runs, tmp_path):

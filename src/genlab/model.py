@@ -244,8 +244,9 @@ class Model(nn.Module):
     @classmethod
     def weights_file_source(cls, state: dict[str, Tensor], metadata: dict[str, str]) -> Model | None:
         """The model a bare ``.safetensors`` file describes through its ``metadata``, holding its
-        ``state``, so a run from the file takes its options as from a folder; None (the default):
-        the file holds weights only and the options come from the command line."""
+        ``state``, so a run from the file takes that model's options (its architecture: a file
+        holds no training options); None (the default): the file holds weights only and the
+        options come from the command line."""
         return None
 
     def load_warm_start(self, state: dict[str, Tensor], where: str, source: Model | None = None) -> list[str]:
@@ -327,7 +328,7 @@ def register_model(name: str, help: str = "", **defaults: Any):
     return deco
 
 
-TOO_LARGE = re.compile(r"allocate memory|size calculation overflowed")  # torch's CPU allocator, its size check
+TOO_LARGE = re.compile(r"allocate memory|not enough memory|out of memory|size calculation overflowed")  # torch says so
 
 
 def create(name: str, *, data: Any = None, **overrides: Any) -> Model:
@@ -342,10 +343,10 @@ def create(name: str, *, data: Any = None, **overrides: Any) -> Model:
     try:
         model = cls(cfg)
     except (RuntimeError, MemoryError) as e:  # torch's allocators refuse with a RuntimeError
-        if not isinstance(e, (MemoryError, torch.OutOfMemoryError)) and not TOO_LARGE.search(str(e)):
+        if not isinstance(e, (MemoryError, torch.cuda.OutOfMemoryError)) and not TOO_LARGE.search(str(e)):
             raise
-        raise UserError(f"model {name!r} with these options does not fit in memory ({str(e).splitlines()[0][:200]}); "
-                        "make it smaller") from None
+        why = (str(e) or type(e).__name__).splitlines()[0][:200]
+        raise UserError(f"model {name!r} with these options does not fit in memory ({why}); make it smaller") from None
     model.name = name
     return model
 

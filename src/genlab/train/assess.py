@@ -49,6 +49,17 @@ def _weights_hash(path: Path) -> str:
     return hashlib.sha256(ckpts[-1].read_bytes()).hexdigest()[:16] if ckpts else "unknown"
 
 
+def _kind(value: Any) -> type | None:
+    return next((k for k in (bool, int, float, str) if isinstance(value, k)), None)  # bool before int
+
+
+def at_default(value: Any, default: Any) -> bool:
+    """Whether a sampling option given as ``value`` draws what its ``default`` draws, so one cache
+    key holds both: equal and of the same kind (an int for a float too; 1 is not True, a tensor never)."""
+    kinds = {_kind(value), _kind(default)}
+    return None not in kinds and (len(kinds) == 1 or kinds == {int, float}) and value == default
+
+
 def settings_key(n: int, seed: int, options: dict[str, Any]) -> str:
     return " ".join(f"{k}={v}" for k, v in sorted({**options, "n": n, "seed": seed}.items()))
 
@@ -82,7 +93,7 @@ def assess(path: str | Path, metrics: list[str] | None = None, n: int = 1000, *,
     path = Path(path)
     model = load_run_model(path, device=device).eval()
     defaults = model.sample_defaults()
-    options = {k: v for k, v in (options or {}).items() if not (k in defaults and defaults[k] == v)}  # one key per draw
+    options = {k: v for k, v in (options or {}).items() if not (k in defaults and at_default(v, defaults[k]))}
     splits = run_data(path, data)
     if tuple(splits.train.shape) != tuple(model.config.data_shape):
         raise UserError(f"the model makes examples of shape {tuple(model.config.data_shape)} but data "

@@ -1,9 +1,10 @@
 """``genlab train MODEL --init SOURCE``: a new run that starts from trained weights.
 
 SOURCE is a run folder, a saved model folder (``genlab export`` writes one) or a ``.safetensors``
-file of the model's own keys (timm's, for a ViT). From a folder, or a file whose metadata describes
-its model (:meth:`Model.weights_file_source`: timm's keyword arguments, for a ViT), the new model
-also takes the source's options (:func:`inherited_options`); options given on the command line win. The model's
+file of the model's own keys (timm's, for a ViT). From a folder, or a file whose metadata
+describes its model (:meth:`Model.weights_file_source`: timm's keyword arguments, for a ViT),
+the new model also takes the source's options (:func:`inherited_options`); options given on the
+command line win. The model's
 class says what it can start from (:meth:`Model.warm_start_source`: a ViT from an MAE's encoder
 too) and how the weights go in (:meth:`Model.load_warm_start`: a classifier's head starts fresh
 for another number of classes, a ViT's position embedding is resampled to another image size).

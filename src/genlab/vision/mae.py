@@ -54,7 +54,7 @@ class MAEConfig(ModelConfig):
         for name in ("embed_dim", "depth", "num_heads", "decoder_embed_dim", "decoder_depth", "decoder_num_heads"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name}={getattr(self, name)}: must be >= 1")
-        if self.mlp_ratio <= 0:
+        if not self.mlp_ratio > 0:
             raise UserError(f"mlp_ratio={self.mlp_ratio}: must be > 0")
         for dim, heads in ((self.embed_dim, "num_heads"), (self.decoder_embed_dim, "decoder_num_heads")):
             if dim % 4 or dim % getattr(self, heads):

@@ -24,7 +24,10 @@ from genlab.nn.patches import PatchEmbed, check_patch_grid
 from genlab.nn.pos_embed import resize_pos_embed, sincos_2d
 from genlab.nn.transformer import Block, init_transformer_weights, layer_norm
 from genlab.vision.classifier import Classifier, ClassifierConfig
+from genlab.weights import load_state
 
+TIMM_DROPOUT = ("drop_rate", "pos_drop_rate", "patch_drop_rate", "proj_drop_rate", "attn_drop_rate",
+                "drop_path_rate")  # timm's training-time regularisers: no tensors, read past in a file's config
 TIMM_NAMES = ("img_size", "patch_size", "in_chans", "num_classes", "embed_dim", "depth", "num_heads",
               "mlp_ratio", "global_pool", "class_token", "qkv_bias")
 
@@ -50,7 +53,7 @@ class ViTConfig(ClassifierConfig):
                 raise UserError(f"{name}={getattr(self, name)}: must be >= 1")
         if self.embed_dim % self.num_heads:
             raise UserError(f"embed_dim={self.embed_dim} must be divisible by num_heads={self.num_heads}")
-        if self.mlp_ratio <= 0:
+        if not self.mlp_ratio > 0:
             raise UserError(f"mlp_ratio={self.mlp_ratio}: must be > 0")
         if self.global_pool == "token" and not self.class_token:
             raise UserError("global_pool=token needs class_token=true; use global_pool=avg without a class token")
@@ -181,14 +184,18 @@ class ViT(Classifier):
             raise UserError(f"its metadata's config is not JSON ({e})") from None
         if not isinstance(kwargs, dict):
             raise UserError(f"its metadata's config is {type(kwargs).__name__}, not timm's keyword arguments")
-        model = cls(config_from_timm(**kwargs))
-        model.load_state_dict(state)
+        kwargs = {k: v for k, v in kwargs.items() if k not in TIMM_DROPOUT}
+        try:
+            model = cls(config_from_timm(**kwargs))
+        except (TypeError, ValueError) as e:
+            raise UserError(f"its metadata's config {metadata['config']} is not a ViT's ({e})") from None
+        load_state(model, state, "its tensors against its metadata's config")
         return model
 
     def load_warm_start(self, state: dict[str, Tensor], where: str, source: Model | None = None) -> list[str]:
         """As :meth:`Classifier.load_warm_start`, the position embedding resampled to this model's
-        grid from the source's (square when the source is a file of weights only; a fixed sin-cos one is kept), and
-        the final norm moved between ``norm`` and ``fc_norm`` when the source pooled the other way."""
+        grid from the source's (square when the source is a file of weights only; a fixed sin-cos one
+        is kept), and the final norm moved between ``norm`` and ``fc_norm`` when the source pooled the other way."""
         state = dict(state)
         mine, other = ("fc_norm.", "norm.") if self.config.global_pool == "avg" else ("norm.", "fc_norm.")
         if not any(k.startswith(mine) for k in state):  # pooled the other way: the final norm moves (timm's rule)
