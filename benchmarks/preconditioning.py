@@ -12,7 +12,9 @@ leaderboard's settings and budget four ways, changing one thing at a time:
 Per model it measures the denoising error E||D(x0 + sigma n; sigma) - x0||^2 / dims on test digits
 at fixed sigmas (the same noise for every model), and FD of 500 samples with four samplers on
 the model's Karras grid (its sigma_min to 80; Heun 18 steps = 35 NFE, DDIM eta 0 with and without the denoised
-estimate clipped to [-1, 1], and DDPM ancestral, 50 steps each).
+estimate clipped to [-1, 1], and DDPM ancestral, 50 steps each). The eps model, the ddpm preset,
+is also sampled as the leaderboard and the DDPM paper sample it (the preset's own 1000 ancestral
+steps on the DDPM grid), without and with the clip that Ho et al.'s sampler applies.
 EDM's argument: D = x - sigma F multiplies the network's error by sigma, so an eps-network's
 denoising error grows with sigma, while c_out bounds it. Writes ``results/preconditioning.md`` and
 ``results/preconditioning.png``.
@@ -55,6 +57,7 @@ SIGMAS = (0.02, 0.1, 0.5, 2.0, 10.0, 40.0, 80.0)
 SAMPLERS = {"heun 18 (35 NFE)": dict(sampler="heun", steps=18), "ddim 50": dict(sampler="ddim", steps=50),
             "ddim 50, clipped": dict(sampler="ddim", steps=50, clip_denoised=True),
             "ddpm 50": dict(sampler="ddpm", steps=50)}
+PAPER = {"": {}, ", clipped": dict(clip_denoised=True)}  # the ddpm preset's own sampler and grid, clip off / on
 GRID = dict(grid="karras")  # from the schedule's sigma_min (VP 0.01, EDM 0.002) to 80 (make_sigmas' cap)
 N_SAMPLES, N_TEST = 500, 500
 
@@ -105,7 +108,12 @@ def main() -> None:
             row["floor"] = res["floor_fd"]
             if name.startswith("heun"):
                 pictures[label] = x
-        print(label, row["steps"], "steps", {k: round(v, 2) for k, v in row["fd"].items()}, flush=True)
+        if preset == "ddpm" and not overrides:  # the eps model as its paper samples it
+            own = f"{ema.config.sampler} {ema.config.sample_steps} on the {ema.config.grid} grid"
+            for suffix, kw in PAPER.items():
+                x = ema.sample(N_SAMPLES, generator=torch.Generator().manual_seed(SEED), **kw).float()
+                row.setdefault("paper", {})[own + suffix] = evaluate_samples(x, splits, extractor, ["fd"])[0]["fd"]
+        print(label, row["steps"], "steps", {k: round(v, 2) for k, v in row["fd"].items()}, row.get("paper"), flush=True)
         rows.append(row)
     write(results, rows, pictures, mean_error, budget, machine)
 
@@ -129,6 +137,7 @@ def write(results: Path, rows: list[dict], pictures: dict, mean_error: float, bu
     plt.close(fig)
 
     eps, edm_pre = rows[0], next(r for r in rows if r["label"] == "edm precond.")
+    edm = next(r for r in rows if r["preset"] == "edm" and not r["overrides"])
     heun = next(iter(SAMPLERS))
     hi = len(SIGMAS) - 1
     lines = [
@@ -141,8 +150,9 @@ def write(results: Path, rows: list[dict], pictures: dict, mean_error: float, bu
         "one fixed n for every model. Reference: D = the mean training digit, the error of the best denoiser "
         f"that ignores its input ({mean_error:.3f}); at high sigma the ideal D approaches it.",
         f"- FD: {N_SAMPLES} samples (seed {SEED}) against as many training digits in the `digits28` features, "
-        "the leaderboard's protocol; every sampler on the Karras grid (rho 7) from sigma "
-        + "; ".join(sorted({f"{lo:.3g} to {hi:g}" for lo, hi in (r["grid"] for r in rows)})) + ".", "",
+        "the leaderboard's protocol; every sampler on the Karras grid (rho 7) from the schedule's sigma_min to "
+        "sigma_max: " + "; ".join(f"{lo:.3g} to {hi:g} for {', '.join(r['label'] for r in rows if r['grid'] == (lo, hi))}"
+                                  for lo, hi in dict.fromkeys(r["grid"] for r in rows)) + ".", "",
         "| variant | preset + options | steps | " + " | ".join(f"error at sigma {s:g}" for s in SIGMAS) + " | "
         + " | ".join(f"FD, {k}" for k in SAMPLERS) + " |",
         "|---|---|---:|" + "---:|" * (len(SIGMAS) + len(SAMPLERS)),
@@ -160,6 +170,15 @@ def write(results: Path, rows: list[dict], pictures: dict, mean_error: float, bu
               f"{edm_pre['error'][hi] / mean_error:.3g}x. FD with {heun}: eps {eps['fd'][heun]:.2f}, "
               f"edm precond. {edm_pre['fd'][heun]:.2f}: eps / edm precond. = {eps['fd'][heun] / edm_pre['fd'][heun]:.3g} "
               "with only the preconditioning changed.", ""]
+    paper = eps["paper"]
+    (plain, fd_plain), (clipped, fd_clipped) = paper.items()
+    lines += ["The eps model is the ddpm preset; sampled as the leaderboard samples it, with the preset's own "
+              "sampler, and with the denoised estimate clipped to [-1, 1] at every step as Ho et al.'s sampler "
+              "does (genlab's presets leave clipping off):", "",
+              "| eps model sampled with | FD |", "|---|---:|",
+              *(f"| {k} | {v:.2f} |" for k, v in paper.items()), "",
+              f"Clipping takes the ddpm preset's FD from {fd_plain:.2f} to {fd_clipped:.2f} (unclipped / clipped = "
+              f"{fd_plain / fd_clipped:.3g}); the edm preset's, {heun}: {edm['fd'][heun]:.2f}.", ""]
     (results / "preconditioning.md").write_text("\n".join(lines))
     print("\n".join(lines))
 
