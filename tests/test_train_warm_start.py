@@ -64,12 +64,14 @@ def test_other_classes_get_a_fresh_head_from_a_run_an_export_or_a_timm_file(runs
     timm_file = runs / "exported" / "timm.safetensors"  # timm's keyword arguments in its metadata
     args = ["train", "vit", "--data", str(runs / "three.npz"), "--steps", "1", "--no-progress", "--init"]
     assert main([*args, str(timm_file), "--out", str(tmp_path / "t")]) == 0  # the architecture comes with it
+    assert "init: weights and options from" in capsys.readouterr().err
     tuned = genlab.Model.from_pretrained(tmp_path / "t" / "model")
     assert (tuned.config.embed_dim, tuned.config.depth, tuned.config.patch_size) == (16, 1, 2)
     bare = tmp_path / "bare.safetensors"  # tensors only: the architecture comes from the options
     save_file(load_file(timm_file), bare)
     assert main([*args, str(bare), "patch_size=2", "embed_dim=16", "depth=1", "num_heads=2",
                  "--out", str(tmp_path / "b")]) == 0
+    assert "init: weights from" in capsys.readouterr().err
     assert main([*args, str(bare), "patch_size=2", "--out", str(tmp_path / "bad")]) == 2  # default width 192
     assert "error: --init" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()

@@ -137,8 +137,8 @@ def start_run(
         out.mkdir(parents=True, exist_ok=True)
         write_text_atomic(run_file, json.dumps(record, indent=2))
         if init is not None:
-            print(f"init: weights from {init}" + (f"; {', '.join(fresh)} start fresh" if fresh else ""),
-                  file=sys.stderr)
+            what = "weights" if source is None else "weights and options"  # a file of tensors only: weights
+            print(f"init: {what} from {init}" + (f"; {', '.join(fresh)} start fresh" if fresh else ""), file=sys.stderr)
     return trainer
 
 
