@@ -170,6 +170,7 @@ class DiffusionModel(Model):
         return self.class_labels_for(n, class_labels)
 
     def sample_defaults(self) -> dict[str, Any]:
+        """The config's sampling defaults, which :meth:`sample` starts from."""
         c = self.config
         return dict(sampler=c.sampler, steps=c.sample_steps, grid=c.grid, spacing=c.spacing, rho=c.rho,
                     guidance=c.guidance, clip_denoised=c.clip_denoised)
@@ -183,13 +184,14 @@ class DiffusionModel(Model):
         if unknown:
             raise UserError(f"unknown sampling option(s) {', '.join(sorted(unknown))}; choose from {', '.join(SAMPLER_OPTIONS)}")
         c = self.config
-        name = kw.pop("sampler", c.sampler)
+        kw = {**self.sample_defaults(), **kw}  # the config's defaults, overridden per call
+        name = kw.pop("sampler")
         fn = get_sampler(name)
-        guidance = float(kw.pop("guidance", c.guidance))
-        clip = kw.pop("clip_denoised", c.clip_denoised)
+        guidance = float(kw.pop("guidance"))
+        clip = kw.pop("clip_denoised")
         check_clip(clip, c.data_shape)
         labels = self._labels(n, kw.pop("class_labels", None), guidance)
-        grid_kw = {k: kw.pop(k) for k in ("grid", "steps", "spacing", "rho") if k in kw}
+        grid_kw = {k: kw.pop(k) for k in ("grid", "steps", "spacing", "rho")}
         sigmas = self.sigmas(**grid_kw).to(self.device)
         batch_size = int(kw.pop("batch_size", n))
         takes = inspect.signature(fn).parameters

@@ -147,7 +147,8 @@ class FlowModel(Model):
         if unknown:
             raise UserError(f"unknown sampling option(s) {', '.join(sorted(unknown))} for a flow; it takes "
                             f"{', '.join(SAMPLE_OPTIONS)}")
-        t, size = kw.get("temperature", 1.0), kw.get("batch_size")
+        kw = {**self.sample_defaults(), **kw}
+        t, size = kw["temperature"], kw.get("batch_size")
         size = n if size is None else size
         if isinstance(t, bool) or not isinstance(t, (int, float)) or not t > 0:
             raise UserError(f"temperature={t!r}: must be a number > 0")

@@ -4,10 +4,10 @@ SOURCE is a run folder, a saved model folder (``genlab export`` writes one) or a
 file of the model's own keys (timm's, for a ViT). From a folder, or a file whose metadata
 describes its model (:meth:`Model.weights_file_source`: timm's keyword arguments, for a ViT),
 the new model also takes the source's options (:func:`inherited_options`); options given on the
-command line win. The model's
-class says what it can start from (:meth:`Model.warm_start_source`: a ViT from an MAE's encoder
-too) and how the weights go in (:meth:`Model.load_warm_start`: a classifier's head starts fresh
-for another number of classes, a ViT's position embedding is resampled to another image size).
+command line win. The model's class says what it can start from (:meth:`Model.warm_start_source`:
+a ViT from an MAE's encoder too) and how the weights go in (:meth:`Model.load_warm_start`: a
+classifier's head starts fresh for another number of classes, a ViT's position embedding is
+resampled to another image size).
 The trainer's state (optimizer, schedule, step count) starts anew (``docs/training.md``).
 """
 
@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file
 from torch import Tensor
 
 from genlab.config import to_dict
@@ -39,26 +38,24 @@ def read_init(path: str | Path, model_name: str) -> tuple[Model | None, dict[str
         if not path.is_file():
             raise UserError(f"--init {str(path)!r} does not exist")
         try:
-            state = load_file(str(path))
-            with safe_open(str(path), "pt") as f:
-                metadata = f.metadata() or {}
+            with safe_open(str(path), "pt") as f:  # one read: the tensors and the metadata
+                state, metadata = {k: f.get_tensor(k) for k in f.keys()}, f.metadata() or {}
         except (SafetensorError, OSError) as e:
             raise UserError(f"--init {str(path)!r} is not a readable safetensors file ({e})") from None
         try:
-            described = cls.weights_file_source(state, metadata)
+            trained = cls.weights_file_source(state, metadata)
         except UserError as e:
             raise UserError(f"--init {str(path)!r}: {e}") from None
-        if described is None:
+        if trained is None:
             return None, state
-        source = cls.warm_start_source(described)
-        return source, unique_state_dict(source)
-    if not path.exists():
+    elif not path.exists():
         raise UserError(f"--init {str(path)!r} does not exist; pass a run folder, a saved model folder or a "
                         ".safetensors file")
-    try:
-        trained = load_run_model(path)
-    except (SafetensorError, OSError, ValueError, KeyError, TypeError) as e:  # a damaged folder
-        raise UserError(f"--init {str(path)!r}: its model cannot be read ({type(e).__name__}: {e})") from None
+    else:
+        try:
+            trained = load_run_model(path)
+        except (SafetensorError, OSError, ValueError, KeyError, TypeError) as e:  # a damaged folder
+            raise UserError(f"--init {str(path)!r}: its model cannot be read ({type(e).__name__}: {e})") from None
     source = cls.warm_start_source(trained)
     return source, unique_state_dict(source)
 

@@ -195,7 +195,8 @@ class ViT(Classifier):
     def load_warm_start(self, state: dict[str, Tensor], where: str, source: Model | None = None) -> list[str]:
         """As :meth:`Classifier.load_warm_start`, the position embedding resampled to this model's
         grid from the source's (square when the source is a file of weights only; a fixed sin-cos one
-        is kept), and the final norm moved between ``norm`` and ``fc_norm`` when the source pooled the other way."""
+        is kept), and the final norm moved between ``norm`` and ``fc_norm`` when the source pooled
+        the other way."""
         state = dict(state)
         mine, other = ("fc_norm.", "norm.") if self.config.global_pool == "avg" else ("norm.", "fc_norm.")
         if not any(k.startswith(mine) for k in state):  # pooled the other way: the final norm moves (timm's rule)
