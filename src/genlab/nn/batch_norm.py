@@ -4,7 +4,7 @@
 data-parallel run trains a different model from a one-process run of the same global batch.
 ``nn.SyncBatchNorm`` fixes that on GPUs only. :class:`GlobalBatchNorm2d` computes the
 per-channel mean and (biased) variance of the whole batch on any device: the sums are
-all-reduced with autograd (``torch.distributed.nn``), so their gradients are summed across
+all-reduced with autograd (:class:`AllReduceSum`), so their gradients are summed across
 processes too, as the one-process gradient of the batch statistics requires. The mean is
 reduced first and then the squared deviations from it (two passes, as ``nn.BatchNorm2d``
 computes them, not E[x^2] - E[x]^2). With one process, or outside training, it is
@@ -22,14 +22,31 @@ def _world() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
+class AllReduceSum(torch.autograd.Function):
+    """The sum of a tensor over processes, differentiable: each process's input feeds every
+    process's output, so its gradient is the sum of all processes' output gradients.
+    (``torch.distributed.nn.functional.all_reduce`` does the same and is deprecated.)"""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        out = x.clone()
+        dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad
+
+
 class GlobalBatchNorm2d(nn.BatchNorm2d):
     """``nn.BatchNorm2d`` whose training statistics cover the batch of every process."""
 
     def forward(self, x: Tensor) -> Tensor:
         if not (self.training and _world() > 1):
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
-
+        all_reduce = AllReduceSum.apply
         dims = (0, 2, 3)
         count = all_reduce(x.new_tensor([x.numel() / x.shape[1]]))
         mean = all_reduce(x.sum(dims)) / count  # mu_B over the global batch

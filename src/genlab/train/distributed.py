@@ -9,6 +9,7 @@ See docs/distributed.md for what is synchronised and what is not.
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 from typing import Callable
@@ -51,6 +52,15 @@ def join(world: World, device: torch.device) -> None:
         torch.cuda.set_device(device)
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=world.rank, world_size=world.size,
                             device_id=device if device.type == "cuda" else None)
+    atexit.register(_leave)
+
+
+def _leave() -> None:
+    """Destroy the process group while the interpreter is still whole: left to interpreter
+    finalisation, gloo's worker threads can abort the process (SIGABRT, "terminate called without
+    an active exception"; pytorch/pytorch#190489), failing a run that had finished."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def check_batch(world: World, batch_size: int) -> None:
