@@ -98,6 +98,19 @@ def test_a_timm_file_from_a_non_square_grid_is_resampled_to_the_data(tmp_path, c
     assert "its metadata's config is not JSON" in capsys.readouterr().err and not (tmp_path / "bad").exists()
 
 
+def test_an_exported_vit_keeps_its_fixed_position_embedding_from_the_folder_or_the_timm_file(tmp_path):
+    from genlab.vision.export import export_vit
+
+    torch.manual_seed(0)
+    vit = genlab.create("vit", data_shape=(1, 8, 8), patch_size=2, embed_dim=16, depth=1, num_heads=2,
+                        pos_embed="sincos")
+    export_vit(vit, tmp_path / "enc")
+    for source in (tmp_path / "enc", tmp_path / "enc" / "timm.safetensors"):
+        model = start_run("vit", "digits", tmp_path / f"from-{source.name}", {"steps": 1}, init=source).model
+        assert model.config.pos_embed == "sincos" and not model.pos_embed.requires_grad  # timm would learn it
+        assert torch.equal(model.pos_embed.detach(), sincos_2d(16, (4, 4), 1)[None])
+
+
 def test_a_files_config_is_checked_against_its_tensors():
     torch.manual_seed(0)
     vit = genlab.vision.ViT(img_size=8, patch_size=2, in_chans=1, num_classes=10, embed_dim=16, depth=1, num_heads=2)
@@ -114,6 +127,8 @@ def test_a_files_config_is_checked_against_its_tensors():
     for config, message in bad.items():
         with pytest.raises(genlab.errors.UserError, match=re.escape(message)):
             read(state, {"config": config})
+    with pytest.raises(genlab.errors.UserError, match=re.escape("its metadata's pos_embed='fixed': choose one of learn")):
+        read(state, {"config": json.dumps(kwargs), "pos_embed": "fixed"})
 
 
 def test_mae_pretraining_continues_at_another_image_size(runs, tmp_path):

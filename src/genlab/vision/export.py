@@ -5,7 +5,8 @@ the encoder's final norm as ``fc_norm``); a vit run is exported as trained, head
 a saved genlab model (``config.json`` + ``model.safetensors``: ``genlab eval DIR --probe knn
 --data ...`` works on it) plus ``timm.safetensors``, the same tensors under timm's keys with timm's
 ``VisionTransformer`` keyword arguments as JSON in its metadata (``config``), so that
-``VisionTransformer(**config).load_state_dict(tensors)`` loads it unchanged. Written atomically:
+``VisionTransformer(**config).load_state_dict(tensors)`` loads it unchanged, and ``pos_embed``
+(learn | sincos: timm learns every position embedding; ``genlab train vit --init`` keeps a fixed one fixed). Written atomically:
 DIR appears whole or not at all.
 """
 
@@ -47,7 +48,8 @@ def export_vit(model: Model, out: str | Path, global_pool: str | None = None) ->
     tmp = temp_dir_for(out)
     try:
         vit.save_pretrained(tmp)
-        meta = {"config": json.dumps(timm_kwargs(vit.config)), "source": f"genlab {model.name} exported as a ViT"}
+        meta = {"config": json.dumps(timm_kwargs(vit.config)), "pos_embed": vit.config.pos_embed,
+                "source": f"genlab {model.name} exported as a ViT"}
         save_file(unique_state_dict(vit), str(tmp / "timm.safetensors"), meta)
         fsync_file(tmp / "timm.safetensors")
         replace_dir(tmp, out)

@@ -18,6 +18,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from genlab.config import apply_overrides
 from genlab.errors import UserError
 from genlab.model import Model, register_model
 from genlab.nn.patches import PatchEmbed, check_patch_grid
@@ -175,7 +176,8 @@ class ViT(Classifier):
     def weights_file_source(cls, state: dict[str, Tensor], metadata: dict[str, str]) -> Model | None:
         """A file with timm's ``VisionTransformer`` keyword arguments as JSON in its metadata
         (``config``, as ``genlab export`` writes it) is the ViT they describe: its architecture and
-        patch grid (a non-square one too) come with the weights."""
+        patch grid (a non-square one too) come with the weights. timm has no fixed sin-cos position
+        embedding; ``genlab export`` names it in ``pos_embed`` (learn | sincos) beside ``config``."""
         if "config" not in metadata:
             return None
         try:
@@ -189,6 +191,11 @@ class ViT(Classifier):
             model = cls(config_from_timm(**kwargs))
         except (TypeError, ValueError) as e:
             raise UserError(f"its metadata's config {metadata['config']} is not a ViT's ({e})") from None
+        if metadata.get("pos_embed", model.config.pos_embed) != model.config.pos_embed:
+            try:
+                model = cls(apply_overrides(model.config, {"pos_embed": metadata["pos_embed"]}))
+            except UserError as e:
+                raise UserError(f"its metadata's {e}") from None
         load_state(model, state, "its tensors against its metadata's config")
         return model
 
