@@ -29,15 +29,13 @@ class AllReduceSum(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor) -> Tensor:
-        out = x.clone()
+        out = x.clone(memory_format=torch.contiguous_format)  # gloo takes contiguous tensors only
         dist.all_reduce(out)
         return out
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> Tensor:
-        grad = grad.clone()
-        dist.all_reduce(grad)
-        return grad
+        return AllReduceSum.apply(grad)  # itself differentiable, so a double backward stays exact
 
 
 class GlobalBatchNorm2d(nn.BatchNorm2d):

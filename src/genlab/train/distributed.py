@@ -52,13 +52,15 @@ def join(world: World, device: torch.device) -> None:
         torch.cuda.set_device(device)
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=world.rank, world_size=world.size,
                             device_id=device if device.type == "cuda" else None)
-    atexit.register(_leave)
+    if device.type != "cuda":
+        atexit.register(_leave)
 
 
 def _leave() -> None:
-    """Destroy the process group while the interpreter is still whole: left to interpreter
+    """Destroy a gloo process group while the interpreter is still whole: left to interpreter
     finalisation, gloo's worker threads can abort the process (SIGABRT, "terminate called without
-    an active exception"; pytorch/pytorch#190489), failing a run that had finished."""
+    an active exception"; pytorch/pytorch#190489), failing a run that had finished. Not for NCCL,
+    whose destroy waits for a peer's unfinished collectives and would hang a rank that failed."""
     if dist.is_initialized():
         dist.destroy_process_group()
 
