@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 import pytest
 import torch
@@ -105,6 +106,27 @@ def test_a_crash_between_the_two_renames_is_recovered(tmp_path, monkeypatch):
     m.save_pretrained(tmp_path / "m")  # the next writer puts the old folder back, drops the temporaries, writes
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
     assert (tmp_path / "m/model.safetensors").read_bytes() != before
+
+
+def test_a_reader_whose_displaced_folder_vanishes_mid_read_reads_the_new_one(tmp_path, monkeypatch):
+    m = genlab.create("vae", data_shape=(2,), hidden=8, depth=1)
+    m.save_pretrained(tmp_path / "new")
+    m.save_pretrained(tmp_path / "old")
+    os.rename(tmp_path / "old", tmp_path / ".m.old-1")  # a writer between its two renames
+    real_load, calls = genlab.model.load_weights, []
+
+    def writer_finishes_first(model, path, *args):
+        calls.append(path.parent.name)
+        if len(calls) == 1:  # the writer's second rename and its clean-up land mid-read
+            os.rename(tmp_path / "new", tmp_path / "m")
+            shutil.rmtree(tmp_path / ".m.old-1")
+        return real_load(model, path, *args)
+
+    monkeypatch.setattr(genlab.model, "load_weights", writer_finishes_first)
+    assert isinstance(Model.from_pretrained(tmp_path / "m"), VAE)
+    assert calls == [".m.old-1", "m"]  # the vanished version, then the whole new one
+    with pytest.raises(UserError, match="is not a saved model"):  # nothing to fall back to
+        Model.from_pretrained(tmp_path / "absent")
 
 
 def test_reading_a_model_leaves_a_save_in_progress_alone(tmp_path):

@@ -17,7 +17,9 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
+
+T = TypeVar("T")
 
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
@@ -124,9 +126,22 @@ def readable_dir(dst: Path) -> Path:
     return olds[-1] if olds else dst
 
 
+def read_dir(dst: Path, read: Callable[[Path], T], tries: int = 3) -> T:
+    """``read(readable_dir(dst))``, read again when what it read was a displaced version that vanished
+    meanwhile: its writer finished the second rename and removed it, so ``dst`` is whole again."""
+    while True:
+        source = readable_dir(dst)
+        try:
+            return read(source)
+        except Exception:
+            tries -= 1
+            if source == dst or source.exists() or not tries:
+                raise
+
+
 def recover_dir(dst: Path) -> None:
     """Undo what a crash mid-:func:`replace_dir` left: restore a displaced ``dst``, drop temporaries.
-    For writers, before they write ``dst``; readers use :func:`readable_dir`."""
+    For writers, before they write ``dst``; readers use :func:`readable_dir` or :func:`read_dir`."""
     parent = dst.parent
     if not parent.is_dir():
         return

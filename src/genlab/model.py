@@ -25,7 +25,7 @@ from typing import Any, Callable, ClassVar, Union
 import torch
 from torch import Tensor, nn
 
-from genlab.atomic import readable_dir, recover_dir, replace_dir, temp_dir_for, write_json
+from genlab.atomic import read_dir, recover_dir, replace_dir, temp_dir_for, write_json
 from genlab.config import apply_overrides, to_dict
 from genlab.errors import UserError
 from genlab.nn.random import RowRandom
@@ -291,19 +291,22 @@ class Model(nn.Module):
     def from_pretrained(cls, directory: str | Path, map_location: str | torch.device = "cpu") -> Model:
         """Rebuild a model saved by :meth:`save_pretrained`; it must be a ``cls`` (any family from ``Model``)."""
         directory = Path(directory)
-        source = readable_dir(directory)  # reads only: a save in progress keeps its temporary folder
-        cfg_path, weights = source / "config.json", source / "model.safetensors"
-        if not cfg_path.is_file() or not weights.is_file():
-            raise UserError(
-                f"{str(directory)!r} is not a saved model: it needs config.json and model.safetensors"
-            )
-        meta = json.loads(cfg_path.read_text())
-        model = create(meta["model"], **meta["config"])
-        if not isinstance(model, cls):
-            raise UserError(f"{str(directory)!r} holds a {meta['model']!r} model ({type(model).__name__}), "
-                            f"not a {cls.__name__}")
-        load_weights(model, weights, map_location)
-        return model.to(map_location)
+
+        def read(source: Path) -> Model:  # reads only: a save in progress keeps its temporary folder
+            cfg_path, weights = source / "config.json", source / "model.safetensors"
+            if not cfg_path.is_file() or not weights.is_file():
+                raise UserError(
+                    f"{str(directory)!r} is not a saved model: it needs config.json and model.safetensors"
+                )
+            meta = json.loads(cfg_path.read_text())
+            model = create(meta["model"], **meta["config"])
+            if not isinstance(model, cls):
+                raise UserError(f"{str(directory)!r} holds a {meta['model']!r} model ({type(model).__name__}), "
+                                f"not a {cls.__name__}")
+            load_weights(model, weights, map_location)
+            return model
+
+        return read_dir(directory, read).to(map_location)
 
 
 def registered_name(cls: type) -> str | None:
