@@ -10,8 +10,9 @@ backward, fused AdamW) and inference images/s (no grad), in fp32 and (on a CPU w
 bf16 autocast, timed alternately (median of REPEATS); genlab's logits skip the last block's work for tokens other than
 the class token, exactly (``tests/test_vision_vit.py``). Achieved GFLOP/s (FLOPs counted by
 ``torch.utils.flop_counter``) is compared with a large matmul (2048^3) in the row's precision
-(fp32, or bf16 for the bf16 rows) timed in the same rounds as the models. Profiled steps (median of PROFILED) split the gap to that peak: the share of the step's operator time in
-matrix multiplies, and those multiplies' own GFLOP/s (their counted FLOPs over their time), so what
+(fp32, or bf16 for the bf16 rows) timed in the same rounds as the models. Profiled steps (median
+of PROFILED) split the gap to that peak: the share of the step's operator time in matrix
+multiplies, and those multiplies' own GFLOP/s (their counted FLOPs over their time), so what
 the other operations (attention, GELU, LayerNorm, AdamW) cost is read off, not assumed. timm imports
 torchvision: it is loaded through ``benchmarks/peers.py``; without timm the peer columns are
 skipped with a message.

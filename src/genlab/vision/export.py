@@ -6,8 +6,8 @@ a saved genlab model (``config.json`` + ``model.safetensors``: ``genlab eval DIR
 --data ...`` works on it) plus ``timm.safetensors``, the same tensors under timm's keys with timm's
 ``VisionTransformer`` keyword arguments as JSON in its metadata (``config``), so that
 ``VisionTransformer(**config).load_state_dict(tensors)`` loads it unchanged, and ``pos_embed``
-(learn | sincos: timm learns every position embedding; ``genlab train vit --init`` keeps a fixed one fixed). Written atomically:
-DIR appears whole or not at all.
+(learn | sincos: timm learns every position embedding; ``genlab train vit --init`` keeps a fixed
+one fixed). Written atomically: DIR appears whole or not at all.
 """
 
 from __future__ import annotations
