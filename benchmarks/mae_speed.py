@@ -22,6 +22,7 @@ config, >= 3.7x at 384 x 12.
 from __future__ import annotations
 
 import argparse
+import statistics
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -35,7 +36,7 @@ from genlab.train.optim import make_optimizer, resolve_phases
 from genlab.vision.mae import MAE, MAEConfig, random_masking
 from machine import Machine, bf16_precisions
 from profiling import counted_flops, cpu_time_split
-from timing import WARMUP, median_times
+from timing import WARMUP, median_times, ratio_quartiles, round_times
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CONFIGS = {"192 x 6 (default)": dict(embed_dim=192, depth=6, num_heads=3),
@@ -139,8 +140,10 @@ def main() -> None:
         for bf16 in precisions:
             models = [ours[d] for d in DEPTHS] + [base[d] for d in DEPTHS]
             steps = [step_fn(m, x, bf16) for m in models]
-            times = median_times(steps, args.repeats)
+            per_round = round_times(steps, args.repeats)
+            times = [statistics.median(t) for t in per_round]
             t_ours, t_base = dict(zip(DEPTHS, times[:len(DEPTHS)])), dict(zip(DEPTHS, times[len(DEPTHS):]))
+            r_ours, r_base = dict(zip(DEPTHS, per_round[:len(DEPTHS)])), dict(zip(DEPTHS, per_round[len(DEPTHS):]))
             tiny = median_times([step_fn(m, x[:TINY], bf16) for m in models], args.repeats)
             split = [cpu_time_split(fn, PROFILED) for fn in steps]
             s_ours, s_base = dict(zip(DEPTHS, split[:len(DEPTHS)])), dict(zip(DEPTHS, split[len(DEPTHS):]))
@@ -150,7 +153,8 @@ def main() -> None:
                                  t_ours=t_ours[d], t_base=t_base[DEFAULT_DEPTH], t_same=t_base[d], f_ours=f_ours[d][0],
                                  f_base=f_base[DEFAULT_DEPTH][0], fmm_ours=f_ours[d][1],
                                  fmm_base=f_base[DEFAULT_DEPTH][1], s_ours=s_ours[d], s_base=s_base[DEFAULT_DEPTH],
-                                 tiny_ours=tiny_ours[d], tiny_base=tiny_base[DEFAULT_DEPTH]))
+                                 tiny_ours=tiny_ours[d], tiny_base=tiny_base[DEFAULT_DEPTH],
+                                 spread=ratio_quartiles(r_base[DEFAULT_DEPTH], r_ours[d])))
                 r = rows[-1]
                 print(f"{name}, batch {batch}, decoder depth {d}, {r['precision']}: {r['t_base'] / r['t_ours']:.2f}x "
                       f"({r['t_ours'] * 1e3:.0f} vs {r['t_base'] * 1e3:.0f} ms), same-depth baseline "
@@ -166,16 +170,20 @@ def main() -> None:
              f"- As in the paper's Table 2, the speed-up and FLOP ratio are against the one baseline with the default "
              f"decoder (depth {DEFAULT_DEPTH} here, 8 in the paper); the last column is against a baseline with the "
              "MAE's own decoder depth. The target is for the fastest MAE of each encoder and batch, as the paper's depth-1 entries.",
+             "- The speed-up is the ratio of the medians; beside it, the quartiles of the per-round ratios (each round "
+             "runs the models back to back, so a pair sees one machine state): how far the same run could have "
+             "landed either way on this machine.",
              "",
              f"| encoder | batch | decoder depth | precision | MAE ms/step | with [M] ms/step (depth {DEFAULT_DEPTH}) | speed-up | "
-             "FLOP ratio | target | with [M], same depth: ms/step | speed-up |",
-             "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "per-round speed-up, quartiles | FLOP ratio | target | with [M], same depth: ms/step | speed-up |",
+             "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         best = min(q["t_ours"] for q in rows if (q["config"], q["batch"], q["precision"]) ==
                    (r["config"], r["batch"], r["precision"]))
         target = f">= {TARGETS[r['config']]:.1f}x" if r["t_ours"] == best else ""
         lines.append(f"| {r['config']} | {r['batch']} | {r['depth']} | {r['precision']} | {r['t_ours'] * 1e3:.1f} | "
-                     f"{r['t_base'] * 1e3:.1f} | {r['t_base'] / r['t_ours']:.2f}x | {r['f_base'] / r['f_ours']:.2f}x | "
+                     f"{r['t_base'] * 1e3:.1f} | {r['t_base'] / r['t_ours']:.2f}x | "
+                     f"{r['spread'][0]:.2f}x-{r['spread'][1]:.2f}x | {r['f_base'] / r['f_ours']:.2f}x | "
                      f"{target} | {r['t_same'] * 1e3:.1f} | {r['t_same'] / r['t_ours']:.2f}x |")
     lines += ["", f"Where the gap between speed-up and FLOP ratio comes from: {PROFILED} more steps of each model under "
               "torch.profiler (medians), their CPU time split into matrix-multiply operators (mm, addmm, bmm, "

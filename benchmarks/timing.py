@@ -9,8 +9,12 @@ from typing import Callable
 WARMUP = 3
 
 
-def median_times(fns: list[Callable[[], object]], repeats: int, warmup: int = WARMUP) -> list[float]:
-    """Median seconds per call of each function over ``repeats`` alternating rounds, after ``warmup`` rounds."""
+def round_times(fns: list[Callable[[], object]], repeats: int, warmup: int = WARMUP) -> list[list[float]]:
+    """Seconds per call of each function in each of ``repeats`` alternating rounds, after ``warmup`` rounds.
+
+    Round i of every function ran back to back, so ratios within a round pair calls that saw the same
+    machine state (a VM's memory bandwidth and clock drift between rounds).
+    """
     for _ in range(warmup):
         for fn in fns:
             fn()
@@ -20,4 +24,15 @@ def median_times(fns: list[Callable[[], object]], repeats: int, warmup: int = WA
             t0 = time.perf_counter()
             fn()
             out.append(time.perf_counter() - t0)
-    return [statistics.median(t) for t in times]
+    return times
+
+
+def median_times(fns: list[Callable[[], object]], repeats: int, warmup: int = WARMUP) -> list[float]:
+    """Median seconds per call of each function over ``repeats`` alternating rounds, after ``warmup`` rounds."""
+    return [statistics.median(t) for t in round_times(fns, repeats, warmup)]
+
+
+def ratio_quartiles(num: list[float], den: list[float]) -> tuple[float, float]:
+    """Lower and upper quartiles of the per-round ratios num[i] / den[i]: the spread of a side-by-side ratio."""
+    q1, _, q3 = statistics.quantiles([a / b for a, b in zip(num, den)], n=4)
+    return q1, q3
