@@ -7,7 +7,8 @@ sequences up to ``CPU_BF16_EXPLICIT_MAX_TOKENS`` tokens and
 ``F.scaled_dot_product_attention`` otherwise (fp32, CUDA). This script is the evidence for that
 rule: forward + backward of one attention call, batch x heads x tokens x head
 width as genlab's ViT / MAE / UNet use them, the two forms timed alternately (median of REPEATS),
-in fp32 and bf16, with the largest output difference between them.
+in fp32 and bf16, with the largest output difference between them. The explicit form's softmax
+reduces rows shorter than a vector register over a leading dimension (``softmax_rows``).
 """
 
 from __future__ import annotations
