@@ -7,8 +7,7 @@ import torch.nn.functional as F
 from genlab.nn import attention as attn_module
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from genlab.nn.attention import (CPU_BF16_EXPLICIT_MAX_TOKENS, attention, explicit_attention, softmax_rows,
-                                 split_heads)
+from genlab.nn.attention import CPU_BF16_EXPLICIT_MAX_TOKENS, attention, explicit_attention, split_heads
 
 
 @pytest.mark.parametrize("tokens", [1, 13, 50])
@@ -43,29 +42,11 @@ def test_bf16_attention_matches_fp32_to_bf16_precision():
 class _OpLog(TorchDispatchMode):
     def __init__(self):
         super().__init__()
-        self.ops, self.softmax_dims = [], []
+        self.ops = []
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         self.ops.append(func.overloadpacket.__name__)
-        if func.overloadpacket.__name__ in ("_softmax", "_softmax_backward_data"):
-            self.softmax_dims.append(args[1] if func.overloadpacket.__name__ == "_softmax" else args[2])
         return func(*args, **(kwargs or {}))
-
-
-@pytest.mark.parametrize("dtype, length, leading", [(torch.bfloat16, 13, True), (torch.bfloat16, 32, False),
-                                                     (torch.float32, 13, True), (torch.float32, 16, False)])
-def test_softmax_rows_is_softmax_and_reduces_short_rows_over_a_leading_dim(dtype, length, leading):
-    g = torch.Generator().manual_seed(0)
-    s = (3 * torch.randn(4, 3, 7, length, generator=g)).to(dtype).requires_grad_()
-    w = torch.randn(s.shape, generator=g).to(dtype)
-    with _OpLog() as log:
-        ours = softmax_rows(s)
-        (grad,) = torch.autograd.grad((ours * w).sum(), s)
-    ref = s.softmax(dim=-1)
-    (ref_grad,) = torch.autograd.grad((ref * w).sum(), s)
-    tol = 2**-8 if dtype == torch.bfloat16 else 1e-6
-    assert (ours.float() - ref.float()).abs().max() <= tol and (grad.float() - ref_grad.float()).abs().max() <= 4 * tol
-    assert [d % s.dim() for d in log.softmax_dims] == ([0, 0] if leading else [3, 3])
 
 
 @pytest.mark.parametrize("parts", [1, 2, 3])

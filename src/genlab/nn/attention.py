@@ -14,25 +14,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genlab.errors import UserError
+from genlab.nn.softmax import softmax_rows
 
 CPU_BF16_EXPLICIT_MAX_TOKENS = 512  # explicit beats fused in bf16 up to 400 tokens, ties at 1,024
-CPU_VECTOR_BYTES = 64  # one AVX-512 register: the CPU's last-dim softmax vectorises along rows of at least this
-
-
-def softmax_rows(scores: Tensor) -> Tensor:
-    """``scores.softmax(-1)``, the same values; on the CPU, rows shorter than one vector register are
-    reduced over a leading dimension instead.
-
-    The CPU's last-dim kernel vectorises along each row, so a row shorter than a register (the MAE
-    encoder's 13 tokens) runs as a scalar tail, row by row; over a leading dimension the kernel
-    vectorises across rows. The moved views cost no copy here (``benchmarks/attention_cpu.py`` times
-    the explicit attention built on this; ``tests/test_nn_attention.py`` pins the dispatch).
-    """
-    if scores.device.type == "cpu" and scores.shape[-1] * scores.element_size() < CPU_VECTOR_BYTES:
-        return scores.movedim(-1, 0).softmax(dim=0).movedim(0, -1)
-    return scores.softmax(dim=-1)
-
-
 def explicit_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     """softmax(q k^T / sqrt(d)) v over (..., tokens, d), as timm's non-fused path computes it."""
     return softmax_rows((q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)) @ v
