@@ -17,6 +17,8 @@ from genlab.errors import UserError
 from genlab.nn.softmax import softmax_rows
 
 CPU_BF16_EXPLICIT_MAX_TOKENS = 512  # explicit beats fused in bf16 up to 400 tokens, ties at 1,024
+
+
 def explicit_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     """softmax(q k^T / sqrt(d)) v over (..., tokens, d), as timm's non-fused path computes it."""
     return softmax_rows((q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)) @ v
