@@ -11,9 +11,10 @@ bf16 autocast, timed alternately (median of REPEATS); genlab's logits skip the l
 the class token, exactly (``tests/test_vision_vit.py``). Achieved GFLOP/s (FLOPs counted by
 ``torch.utils.flop_counter``) is compared with a large matmul (2048^3) in the row's precision
 (fp32, or bf16 for the bf16 rows) timed in the same rounds as the models. Profiled steps (median
-of PROFILED) split the gap to that peak: the share of the step's operator time in matrix
-multiplies, and those multiplies' own GFLOP/s (their counted FLOPs over their time), so what
-the other operations (attention, GELU, LayerNorm, AdamW) cost is read off, not assumed. timm imports
+of PROFILED) split the gap to that peak: the shares of the step's operator time in matrix
+multiplies and in fused attention, those multiplies' own GFLOP/s (their counted FLOPs over their
+time), and the share of peak the step would reach if the remaining operators (GELU, LayerNorm,
+AdamW, ...) took no time, so what each costs is read off, not assumed. timm imports
 torchvision: it is loaded through ``benchmarks/peers.py``; without timm the peer columns are
 skipped with a message.
 Targets: >= 1.0x timm; >= 0.8 of the matmul's GFLOP/s.
@@ -33,7 +34,7 @@ from genlab.vision import ViT
 from machine import Machine, bf16_precisions
 from mae_speed import CONFIGS  # the same two encoders
 from peers import import_timm
-from profiling import counted_flops, cpu_time_split
+from profiling import counted_flops, cpu_time_shares
 from timing import WARMUP, median_times
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -80,16 +81,18 @@ def peak_matmul(bf16: bool):
     return lambda: a @ b
 
 
-def profiled_split(step, flop_mm: int, peak) -> tuple[float, float]:
-    """Medians over PROFILED profiled steps, each followed by a timed peak matmul: the share of the step's
-    operator time in matrix multiplies, and those multiplies' GFLOP/s as a share of the peak timed beside them."""
-    shares, speeds = [], []
+def profiled_split(step, flop_mm: int, peak) -> tuple[float, float, float]:
+    """Medians over PROFILED profiled steps, each followed by a timed peak matmul: the shares of the step's
+    operator time in matrix multiplies and in fused attention, and the multiplies' GFLOP/s as a share of the
+    peak timed beside them."""
+    shares, attention, speeds = [], [], []
     for _ in range(PROFILED):
-        t_mm, t_other = cpu_time_split(step, 1)
+        t_mm, t_attn, t_other = cpu_time_shares(step, 1)
         (t_peak,) = median_times([peak], 1, warmup=0)
-        shares.append(t_mm / (t_mm + t_other))
+        shares.append(t_mm / (t_mm + t_attn + t_other))
+        attention.append(t_attn / (t_mm + t_attn + t_other))
         speeds.append(flop_mm / t_mm * t_peak / PEAK_FLOP)
-    return statistics.median(shares), statistics.median(speeds)
+    return statistics.median(shares), statistics.median(attention), statistics.median(speeds)
 
 
 def measure(name: str, timm, repeats: int) -> list[dict]:
@@ -115,11 +118,11 @@ def measure(name: str, timm, repeats: int) -> list[dict]:
             flop, flop_mm = counted_flops(fns[0])
             peak = peak_matmul(bf16)
             times = median_times(fns + [peak], repeats)
-            matmul_share, matmul_peak = profiled_split(fns[0], flop_mm, peak)
+            matmul_share, attention_share, matmul_peak = profiled_split(fns[0], flop_mm, peak)
             r = dict(config=name, batch=batch, params=params, mode=mode, precision="bf16" if bf16 else "fp32",
                      ours=batch / times[0], timm=batch / times[1] if peer is not None else None,
                      gflops=flop / times[0] / 1e9, peak=PEAK_FLOP / times[-1] / 1e9,
-                     matmul_share=matmul_share, matmul_peak=matmul_peak)
+                     matmul_share=matmul_share, attention_share=attention_share, matmul_peak=matmul_peak)
             rows.append(r)
             vs = f", timm {r['timm']:.0f} img/s ({r['ours'] / r['timm']:.2f}x)" if peer is not None else ""
             print(f"{name} {mode} {r['precision']}: ours {r['ours']:.0f} img/s{vs}, {r['gflops']:.1f} GFLOP/s, "
@@ -152,17 +155,21 @@ def main() -> None:
              f"torch.utils.flop_counter; peak = a {PEAK_N}^3 matmul in the row's precision timed in the same rounds as each "
              f"row's models (its column; {peak_range} GFLOP/s in this run). genlab's forward runs the last block for the class "
              "token only (the same logits and gradients, tested), so it counts fewer FLOPs than timm.", "",
-             f"The last two columns come from {PROFILED} profiled steps (torch.profiler, medians): the share of "
-             "operator time in matrix multiplies (mm, addmm, bmm, baddbmm, with the copies they make inside), and those operators' own speed, their "
-             "counted FLOPs over their time, as a share of the peak matmul timed right after each profiled step. In fp32 attention runs in the fused SDPA kernel, outside them; "
-             "in bf16 its two products are bmm, inside.", "",
+             f"The last four columns come from {PROFILED} profiled steps (torch.profiler, medians): the shares of "
+             "operator time in matrix multiplies (mm, addmm, bmm, baddbmm, with the copies they make inside) and in fused "
+             "attention (SDPA, with its kernels); those multiplies' own speed, their "
+             "counted FLOPs over their time, as a share of the peak matmul timed right after each profiled step; and an "
+             "estimate of the share of peak the step would reach if every other operator (GELU, LayerNorm, bias "
+             "gradients, residual adds, copies, AdamW) took no time: its share of peak over the two time shares. In fp32 attention runs in the fused SDPA kernel; "
+             "in bf16 its two products are bmm, inside the matmuls.", "",
              "| ViT | mode | precision | genlab img/s | timm img/s | genlab / timm | GFLOP/s | peak GFLOP/s | "
-             "share of peak | step time in matmuls | matmuls alone, share of peak |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "share of peak | step time in matmuls | in fused attention | matmuls alone, share of peak | share of peak, other operators free |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         t = f"{r['timm']:.0f} | {r['ours'] / r['timm']:.2f}x" if r["timm"] else "- | -"
         lines.append(f"| {r['config']} | {r['mode']} | {r['precision']} | {r['ours']:.0f} | {t} | {r['gflops']:.1f} | {r['peak']:.1f} | "
-                     f"{r['gflops'] / r['peak']:.2f} | {r['matmul_share']:.2f} | {r['matmul_peak']:.2f} |")
+                     f"{r['gflops'] / r['peak']:.2f} | {r['matmul_share']:.2f} | {r['attention_share']:.2f} | "
+                     f"{r['matmul_peak']:.2f} | {r['gflops'] / r['peak'] / (r['matmul_share'] + r['attention_share']):.2f} |")
     lines += ["", f"Targets: >= {TARGET_RATIO:.1f}x timm; >= {TARGET_PEAK} of the matmul's GFLOP/s (fp32 rows: the fp32 matmul)."]
     out = Path(args.results)
     out.mkdir(parents=True, exist_ok=True)
