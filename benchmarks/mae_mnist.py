@@ -102,7 +102,7 @@ def picture(ratio_rows: list[dict], label_rows: list[dict], path: Path) -> None:
         a.plot([r["ratio"] for r in normed], [r[key] for r in normed], style, label=key)
     a.set_xlabel("mask ratio")
     a.set_ylabel("test accuracy")
-    a.set_title("MAE on mnist5k: probes vs mask ratio (dotted: random encoder)")
+    a.set_title("MAE on mnist5k: probes vs mask ratio (dotted: random encoder)", fontsize=10)
     a.legend(fontsize=8)
     names = list(dict.fromkeys(r["model"] for r in label_rows))
     width = 0.8 / len(SHARES)
@@ -114,7 +114,7 @@ def picture(ratio_rows: list[dict], label_rows: list[dict], path: Path) -> None:
     b.set_ylim(max(0.0, lo - 0.05), 1.0)
     b.set_ylabel("test accuracy")
     b.set_title("labels vs pretraining")
-    b.legend(fontsize=8)
+    b.legend(fontsize=8, loc="upper left")  # above the lowest bars, clear of the tallest
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
