@@ -89,8 +89,9 @@ def profiled_split(step, flop_mm: int, peak) -> tuple[float, float, float]:
     for _ in range(PROFILED):
         t_mm, t_attn, t_other = cpu_time_shares(step, 1)
         (t_peak,) = median_times([peak], 1, warmup=0)
-        shares.append(t_mm / (t_mm + t_attn + t_other))
-        attention.append(t_attn / (t_mm + t_attn + t_other))
+        total = t_mm + t_attn + t_other
+        shares.append(t_mm / total)
+        attention.append(t_attn / total)
         speeds.append(flop_mm / t_mm * t_peak / PEAK_FLOP)
     return statistics.median(shares), statistics.median(attention), statistics.median(speeds)
 
